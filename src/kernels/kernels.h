@@ -1,0 +1,49 @@
+/* kernels.h: contracts of the compute kernels the model calls. Kernels never allocate;
+ * callers pass scratch sized by the matching *_scratch_size() function.
+ *
+ * Matrix products follow the linear-layer convention: W is rows x cols (out x in),
+ * X is n x cols (n tokens), Y = X W^T is n x rows. */
+#ifndef QN_KERNELS_KERNELS_H
+#define QN_KERNELS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/threadpool.h"
+#include "quant/qtype.h"
+
+/* Which implementation the dispatcher uses. */
+typedef enum qn_isa {
+  QN_ISA_REF = 0, /* scalar reference, the spec */
+  QN_ISA_BLAS,    /* reference math; batched float products through OpenBLAS sgemm */
+} qn_isa;
+
+/* The ISA chosen once per process: QN_ISA=ref forces the reference. */
+qn_isa qn_isa_active(void);
+const char* qn_isa_name(qn_isa isa);
+
+/* Scratch floats qn_matmul needs for W with n tokens on a pool of n_threads. */
+size_t qn_matmul_scratch_floats(const qn_qtensor* W, int n, int n_threads);
+
+/* Y[n x rows] = X[n x cols] W^T through the active ISA. */
+void qn_matmul(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y, float* scratch);
+
+/* The scalar reference: dequantizes each row of W (into scratch, cols floats per thread)
+ * and takes dot products in float, summed in column order. */
+void qn_matmul_ref(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
+                   float* scratch);
+
+/* Batched path: dequantizes blocks of rows to f32 and calls sgemm. */
+void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
+                    float* scratch);
+
+/* ---- element-wise and normalisation ops (reference) ---- */
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], for one row of length n. */
+void qn_rmsnorm_ref(float* out, const float* x, const float* w, int n, float eps);
+/* In-place softmax of x[n]. */
+void qn_softmax_ref(float* x, int n);
+/* gate[i] = silu(gate[i]) * up[i]. */
+void qn_swiglu_ref(float* gate, const float* up, int64_t n);
+
+#endif

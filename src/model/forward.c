@@ -1,0 +1,164 @@
+/* forward.c: the Llama decoder forward pass (the FP32 reference every fast path is tested
+ * against). For each token: embedding -> n_layers x [RMSNorm -> Q,K,V (+bias) -> RoPE ->
+ * causal GQA attention over the KV cache -> output projection -> residual; RMSNorm ->
+ * SwiGLU MLP -> residual] -> final RMSNorm -> output head. A call carries a batch of tokens
+ * that may belong to different sequences; each token attends to positions 0..pos of its
+ * own sequence, including keys written earlier in the same batch. */
+#include <math.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+/* cos/sin of every rotated pair for each token of the batch. */
+static void rope_tables(const qn_hparams* hp, const int* pos, int n, float* cs) {
+  const int half = hp->head_dim / 2;
+  for (int t = 0; t < n; t++) {
+    double p = pos[t];
+    if (hp->rope_scaling == QN_ROPE_SCALING_LINEAR) p /= hp->rope_factor;
+    for (int i = 0; i < half; i++) {
+      double freq = pow(hp->rope_theta, -2.0 * i / hp->head_dim);
+      if (hp->rope_scaling == QN_ROPE_SCALING_LLAMA3) {
+        /* Llama 3.1: long wavelengths slowed by factor, short kept, a smooth blend between */
+        const double pi = 3.14159265358979323846;
+        double wavelen = 2.0 * pi / freq;
+        double lo = hp->rope_orig_max_pos / hp->rope_low_freq_factor;
+        double hi = hp->rope_orig_max_pos / hp->rope_high_freq_factor;
+        if (wavelen > lo) {
+          freq /= hp->rope_factor;
+        } else if (wavelen >= hi) {
+          double smooth = (hp->rope_orig_max_pos / wavelen - hp->rope_low_freq_factor) /
+                          (hp->rope_high_freq_factor - hp->rope_low_freq_factor);
+          freq = (1.0 - smooth) * freq / hp->rope_factor + smooth * freq;
+        }
+      }
+      double a = p * freq;
+      cs[((size_t)t * half + i) * 2] = (float)cos(a);
+      cs[((size_t)t * half + i) * 2 + 1] = (float)sin(a);
+    }
+  }
+}
+
+/* Rotates n_heads heads of one token in place. Pair i of a head is (2i, 2i+1) for the
+ * adjacent style and (i, i + head_dim/2) for the half style. */
+static void rope_apply(float* v, int n_heads, int head_dim, qn_rope_style style, const float* cs) {
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; h++) {
+    float* hv = v + (size_t)h * head_dim;
+    for (int i = 0; i < half; i++) {
+      int a = style == QN_ROPE_ADJACENT ? 2 * i : i;
+      int b = style == QN_ROPE_ADJACENT ? 2 * i + 1 : i + half;
+      float c = cs[2 * i], s = cs[2 * i + 1];
+      float x0 = hv[a], x1 = hv[b];
+      hv[a] = x0 * c - x1 * s;
+      hv[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+typedef struct attn_job {
+  qn_ctx* c;
+  int layer;
+  const int* pos;
+  const int* seq;
+  int n;
+} attn_job;
+
+/* One (token, head) pair per item: softmax(q.k / sqrt(hd)) over positions 0..pos, then the
+ * weighted sum of values, written to xb. */
+static void attn_items(void* arg, int64_t b, int64_t e, int tid) {
+  const attn_job* j = arg;
+  qn_ctx* c = j->c;
+  const qn_hparams* hp = &c->m->src->hp;
+  const int hd = hp->head_dim, nh = hp->n_heads, kvd = hp->n_kv_heads * hd;
+  const int group = hp->n_heads / hp->n_kv_heads, qd = nh * hd;
+  const float scale = 1.0f / sqrtf((float)hd);
+  float* att = c->att + (size_t)tid * (size_t)c->kv.n_ctx;
+  for (int64_t it = b; it < e; it++) {
+    int t = (int)(it / nh), h = (int)(it % nh), kvh = h / group;
+    int p = j->pos[t], s = j->seq ? j->seq[t] : 0;
+    const float* q = c->q + (size_t)t * qd + (size_t)h * hd;
+    for (int i = 0; i <= p; i++) {
+      const float* k = qn_kvcache_k(&c->kv, j->layer, s, i) + (size_t)kvh * hd;
+      float dot = 0.0f;
+      for (int d = 0; d < hd; d++) dot += q[d] * k[d];
+      att[i] = dot * scale;
+    }
+    qn_softmax_ref(att, p + 1);
+    float* out = c->xb + (size_t)t * qd + (size_t)h * hd;
+    memset(out, 0, sizeof(float) * (size_t)hd);
+    for (int i = 0; i <= p; i++) {
+      const float* v = qn_kvcache_v(&c->kv, j->layer, s, i) + (size_t)kvh * hd;
+      float a = att[i];
+      for (int d = 0; d < hd; d++) out[d] += a * v[d];
+    }
+    (void)kvd;
+  }
+}
+
+static void add_bias(float* y, const float* bias, int n, int width) {
+  if (!bias) return;
+  for (int t = 0; t < n; t++)
+    for (int i = 0; i < width; i++) y[(size_t)t * width + i] += bias[i];
+}
+
+qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const int* seq, int n,
+                           float* logits, bool all_logits) {
+  qn_model* m = c->m;
+  const qn_hparams* hp = &m->src->hp;
+  const qn_weights* w = &m->w;
+  const int dim = hp->dim, hd = hp->head_dim, qd = hp->n_heads * hd;
+  const int kvd = hp->n_kv_heads * hd, hid = hp->hidden_dim;
+  qn_pool* pool = m->pool;
+  const qn_qtype_traits* emb = qn_qtype_traits_of(w->tok_embd.type);
+
+  for (int t = 0; t < n; t++) emb->dequant_row(&w->tok_embd, tokens[t], c->x + (size_t)t * dim);
+  rope_tables(hp, pos, n, c->rope_cs);
+
+  for (int l = 0; l < hp->n_layers; l++) {
+    const qn_layer_weights* lw = &w->layers[l];
+    /* attention block */
+    for (int t = 0; t < n; t++)
+      qn_rmsnorm_ref(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->attn_norm, dim,
+                     hp->norm_eps);
+    qn_matmul(pool, &lw->wq, c->xb, n, c->q, c->scratch);
+    qn_matmul(pool, &lw->wk, c->xb, n, c->k, c->scratch);
+    qn_matmul(pool, &lw->wv, c->xb, n, c->v, c->scratch);
+    add_bias(c->q, lw->bq, n, qd);
+    add_bias(c->k, lw->bk, n, kvd);
+    add_bias(c->v, lw->bv, n, kvd);
+    for (int t = 0; t < n; t++) {
+      const float* cs = c->rope_cs + (size_t)t * hd;
+      rope_apply(c->q + (size_t)t * qd, hp->n_heads, hd, hp->rope_style, cs);
+      rope_apply(c->k + (size_t)t * kvd, hp->n_kv_heads, hd, hp->rope_style, cs);
+      int s = seq ? seq[t] : 0;
+      memcpy(qn_kvcache_k(&c->kv, l, s, pos[t]), c->k + (size_t)t * kvd, sizeof(float) * kvd);
+      memcpy(qn_kvcache_v(&c->kv, l, s, pos[t]), c->v + (size_t)t * kvd, sizeof(float) * kvd);
+    }
+    attn_job aj = {c, l, pos, seq, n};
+    qn_pool_for(pool, (int64_t)n * hp->n_heads, 1, attn_items, &aj);
+    /* output projection into q (free now), then the residual */
+    qn_matmul(pool, &lw->wo, c->xb, n, c->q, c->scratch);
+    for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
+
+    /* MLP block */
+    for (int t = 0; t < n; t++)
+      qn_rmsnorm_ref(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->ffn_norm, dim,
+                     hp->norm_eps);
+    qn_matmul(pool, &lw->w_gate, c->xb, n, c->hb, c->scratch);
+    qn_matmul(pool, &lw->w_up, c->xb, n, c->hb2, c->scratch);
+    qn_swiglu_ref(c->hb, c->hb2, (int64_t)n * hid);
+    qn_matmul(pool, &lw->w_down, c->hb, n, c->q, c->scratch);
+    for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
+  }
+
+  if (!logits) return QN_OK;
+  int first = all_logits ? 0 : n - 1;
+  int cnt = n - first;
+  for (int t = first; t < n; t++)
+    qn_rmsnorm_ref(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, w->output_norm, dim,
+                   hp->norm_eps);
+  qn_matmul(pool, &w->output, c->xb, cnt, logits, c->scratch);
+  return QN_OK;
+}

@@ -1,0 +1,42 @@
+/* model.h: the internals behind the opaque qn_model and qn_ctx handles. */
+#ifndef QN_MODEL_MODEL_H
+#define QN_MODEL_MODEL_H
+
+#include "core/threadpool.h"
+#include "format/source.h"
+#include "model/kvcache.h"
+#include "model/tokenizer.h"
+#include "model/weights.h"
+
+struct qn_model {
+  qn_source* src;    /* mapped files, hyper-parameters, vocabulary */
+  qn_weights w;      /* weight views bound from src */
+  qn_tokenizer* tok; /* built from src->vocab */
+  qn_pool* pool;     /* worker threads for kernels */
+};
+
+/* Largest batch of tokens one forward step processes; longer calls are split. */
+#define QN_MAX_BATCH 512
+
+struct qn_ctx {
+  qn_model* m;
+  qn_kvcache kv; /* keys/values of every sequence */
+  /* activations for up to QN_MAX_BATCH tokens (rows = tokens) */
+  float* x;       /* (batch, dim) residual stream */
+  float* xb;      /* (batch, max(dim, q_dim)) normed input / attention output */
+  float* q;       /* (batch, n_heads*head_dim) */
+  float* k;       /* (batch, kv_dim) */
+  float* v;       /* (batch, kv_dim) */
+  float* hb;      /* (batch, hidden) gate, then SwiGLU output */
+  float* hb2;     /* (batch, hidden) up */
+  float* rope_cs; /* (batch, head_dim/2, 2) cos, sin per token and pair */
+  float* att;     /* (n_threads, n_ctx) attention scores per worker */
+  float* scratch; /* kernel scratch, scratch_floats */
+  size_t scratch_floats;
+};
+
+/* Runs tokens [0, n) with n <= QN_MAX_BATCH (see qn_ctx_forward for the contract). */
+qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const int* seq, int n,
+                           float* logits, bool all_logits);
+
+#endif

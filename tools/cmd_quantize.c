@@ -1,0 +1,132 @@
+/* cmd_quantize.c: `quench quantize`: model -> .qnz with a per-tensor error table. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void list_schemes(void) {
+  printf("%-13s %7s  %-58s\n", "scheme", "bpw*", "stored as");
+  qn_scheme_info si;
+  for (int i = 0; qn_scheme_at(i, &si); i++)
+    printf("%-13s %7.3f  %s\n%13s %7s  accuracy: %s\n%13s %7s  kernels: %s\n", si.name, si.bpw,
+           si.summary, "", "", si.accuracy, "", "", si.kernels);
+  printf(
+      "\n* bits per weight for a row of 4096 columns, scales and zero-points included.\n"
+      "Norm weights and biases always stay f32.\n");
+}
+
+static void print_table(const qn_quantize_report* r) {
+  printf("%-30s %-13s %7s %9s %11s %12s\n", "tensor", "scheme", "bpw", "SQNR dB", "max |err|",
+         "bytes");
+  for (int i = 0; i < r->n_tensors; i++) {
+    const qn_quant_tensor_report* t = &r->tensors[i];
+    char sq[16];
+    if (isfinite(t->sqnr_db))
+      snprintf(sq, sizeof sq, "%.2f", t->sqnr_db);
+    else
+      snprintf(sq, sizeof sq, "exact");
+    printf("%-30s %-13s %7.3f %9s %11.3g %12llu\n", t->name, t->scheme, t->bpw, sq, t->max_abs_err,
+           (unsigned long long)t->bytes_out);
+  }
+  printf(
+      "\nsize: %.2f MiB -> %.2f MiB (%.2fx smaller); %.3f bits/weight over the matrices; "
+      "%.2f s\n",
+      r->file_bytes_in / 1048576.0, r->file_bytes_out / 1048576.0,
+      r->file_bytes_out ? (double)r->file_bytes_in / (double)r->file_bytes_out : 0.0, r->bpw,
+      r->seconds);
+}
+
+static void print_json(const qn_quantize_report* r, const char* out) {
+  printf("{\"output\": ");
+  cli_json_str(stdout, out);
+  printf(
+      ", \"bytes_in\": %llu, \"bytes_out\": %llu, \"ratio\": %.4f, \"bpw\": %.4f, "
+      "\"seconds\": %.3f, \"tensors\": [",
+      (unsigned long long)r->file_bytes_in, (unsigned long long)r->file_bytes_out,
+      r->file_bytes_out ? (double)r->file_bytes_in / (double)r->file_bytes_out : 0.0, r->bpw,
+      r->seconds);
+  for (int i = 0; i < r->n_tensors; i++) {
+    const qn_quant_tensor_report* t = &r->tensors[i];
+    printf(
+        "%s{\"name\": \"%s\", \"scheme\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
+        "\"bpw\": %.4f, \"sqnr_db\": ",
+        i ? ", " : "", t->name, t->scheme, (long long)t->rows, (long long)t->cols, t->bpw);
+    if (isfinite(t->sqnr_db))
+      printf("%.3f", t->sqnr_db);
+    else
+      printf("null");
+    printf(", \"max_abs_err\": %.6g, \"rmse\": %.6g, \"bytes\": %llu}", t->max_abs_err, t->rmse,
+           (unsigned long long)t->bytes_out);
+  }
+  printf("]}\n");
+}
+
+int cmd_quantize(int argc, char** argv) {
+  const char* C = "quantize";
+  qn_quantize_opts o;
+  memset(&o, 0, sizeof o);
+  const char *in = NULL, *out = NULL;
+  bool json = false;
+  long threads = 0;
+  const char** rules = calloc((size_t)argc + 1, sizeof(char*));
+  int n_rules = 0;
+  if (!rules) return 1;
+  int rc = -1;
+  for (int i = 0; i < argc && rc < 0; i++) {
+    const char* a = argv[i];
+    const char* v;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      cli_print_help(C);
+      rc = 0;
+    } else if (!strcmp(a, "--list")) {
+      list_schemes();
+      rc = 0;
+    } else if (!strcmp(a, "--json")) {
+      json = true;
+    } else if (!strcmp(a, "--search")) {
+      o.search = true;
+    } else if (!(v = cli_value(C, argc, argv, &i))) {
+      rc = 2;
+    } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+      in = v;
+    } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+      out = v;
+    } else if (!strcmp(a, "--scheme") || !strcmp(a, "-s")) {
+      o.scheme = v;
+    } else if (!strcmp(a, "--recipe")) {
+      o.recipe_path = v;
+    } else if (!strcmp(a, "--rule")) {
+      rules[n_rules++] = v;
+    } else if (!strcmp(a, "--tokenizer")) {
+      o.tokenizer_path = v;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+      if (!cli_int(C, a, v, 1, 256, &threads)) rc = 2;
+    } else {
+      rc = cli_usage_error(C, "unknown option '%s'", a);
+    }
+  }
+  if (rc < 0 && !in) rc = cli_usage_error(C, "no model given (-m MODEL)");
+  if (rc < 0 && !out) rc = cli_usage_error(C, "no output given (-o OUT.qnz)");
+  if (rc < 0 && !o.scheme && !o.recipe_path)
+    rc = cli_usage_error(C, "no scheme given (--scheme S; 'quench quantize --list' lists them)");
+  if (rc >= 0) {
+    free(rules);
+    return rc;
+  }
+  if (!o.scheme) o.scheme = "f32"; /* the recipe file's "default" line overrides it */
+  o.rules = rules;
+  o.n_rules = n_rules;
+  o.n_threads = (int)threads;
+  o.progress = json ? NULL : cli_progress;
+  qn_quantize_report r;
+  qn_status st = qn_quantize(in, out, &o, &r);
+  free(rules);
+  if (st != QN_OK) return cli_fail(C, st);
+  if (json)
+    print_json(&r, out);
+  else
+    print_table(&r);
+  qn_quantize_report_free(&r);
+  return 0;
+}
