@@ -22,6 +22,6 @@ double qn_logsumexp(const float* x, int n) {
   for (int i = 1; i < n; i++)
     if (x[i] > mx) mx = x[i];
   double s = 0;
-  for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
+  for (int i = 0; i < n; i++) s += expf(x[i] - mx);
   return mx + log(s);
 }

@@ -22,7 +22,7 @@ const char* qn_isa_name(qn_isa isa) { return isa == QN_ISA_REF ? "ref" : "blas";
 
 size_t qn_matmul_scratch_floats(const qn_qtensor* W, int n, int n_threads) {
   size_t ref = (size_t)W->cols * (size_t)(n_threads > 0 ? n_threads : 1);
-  size_t blas = n >= QN_BLAS_MIN_TOKENS ? (size_t)W->cols * 64 : 0;
+  size_t blas = n >= QN_BLAS_MIN_TOKENS ? (size_t)W->cols * (size_t)qn_blas_row_block(W) : 0;
   return ref > blas ? ref : blas;
 }
 

@@ -33,9 +33,24 @@ void qn_matmul(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float*
 void qn_matmul_ref(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
                    float* scratch);
 
+/* Rows the batched path dequantizes at once: about 4M floats, at least 64 rows. */
+int qn_blas_row_block(const qn_qtensor* W);
+
 /* Batched path: dequantizes blocks of rows to f32 and calls sgemm. */
 void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
                     float* scratch);
+
+/* ---- attention ---- */
+
+/* Causal attention of one head for n consecutive queries at positions p0 .. p0+n-1 of one
+ * sequence, over keys/values at positions 0 .. p0+n-1:
+ *   out[t] = softmax_j<=p0+t (scale * q[t] . k[j]) v[j]
+ * q rows are q_stride floats apart, k/v rows kv_stride apart, out rows out_stride apart
+ * (each row holds this head's head_dim values at its start). scratch: n * (p0 + n) floats.
+ * Uses two sgemm calls; the per-token loop in model/forward.c is the reference. */
+void qn_attention_causal_blas(const float* q, int q_stride, const float* k, const float* v,
+                              int kv_stride, int n, int p0, int head_dim, float scale,
+                              float* out, int out_stride, float* scratch);
 
 /* ---- element-wise and normalisation ops (reference) ---- */
 

@@ -97,6 +97,29 @@ static void attn_items(void* arg, int64_t b, int64_t e, int tid) {
   }
 }
 
+/* True when the batch is n >= 8 consecutive positions of one sequence whose score block
+ * fits the scratch: then attention runs as matrix products (qn_attention_causal_blas). */
+static bool block_attention_ok(const qn_ctx* c, const int* pos, const int* seq, int n) {
+  if (qn_isa_active() != QN_ISA_BLAS || n < 8) return false;
+  for (int t = 1; t < n; t++)
+    if (pos[t] != pos[0] + t || (seq && seq[t] != seq[0])) return false;
+  return (size_t)n * (size_t)(pos[0] + n) <= c->att_blk_floats;
+}
+
+static void attention_block(qn_ctx* c, int layer, const int* pos, const int* seq, int n) {
+  const qn_hparams* hp = &c->m->src->hp;
+  const int hd = hp->head_dim, qd = hp->n_heads * hd, kvd = hp->n_kv_heads * hd;
+  const int group = hp->n_heads / hp->n_kv_heads, s = seq ? seq[0] : 0;
+  const float* k0 = qn_kvcache_k(&c->kv, layer, s, 0);
+  const float* v0 = qn_kvcache_v(&c->kv, layer, s, 0);
+  for (int h = 0; h < hp->n_heads; h++) {
+    int kvh = h / group;
+    qn_attention_causal_blas(c->q + (size_t)h * hd, qd, k0 + (size_t)kvh * hd,
+                             v0 + (size_t)kvh * hd, kvd, n, pos[0], hd, 1.0f / sqrtf((float)hd),
+                             c->xb + (size_t)h * hd, qd, c->att_blk);
+  }
+}
+
 static void add_bias(float* y, const float* bias, int n, int width) {
   if (!bias) return;
   for (int t = 0; t < n; t++)
@@ -136,8 +159,12 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
       memcpy(qn_kvcache_k(&c->kv, l, s, pos[t]), c->k + (size_t)t * kvd, sizeof(float) * kvd);
       memcpy(qn_kvcache_v(&c->kv, l, s, pos[t]), c->v + (size_t)t * kvd, sizeof(float) * kvd);
     }
-    attn_job aj = {c, l, pos, seq, n};
-    qn_pool_for(pool, (int64_t)n * hp->n_heads, 1, attn_items, &aj);
+    if (block_attention_ok(c, pos, seq, n)) {
+      attention_block(c, l, pos, seq, n);
+    } else {
+      attn_job aj = {c, l, pos, seq, n};
+      qn_pool_for(pool, (int64_t)n * hp->n_heads, 1, attn_items, &aj);
+    }
     /* output projection into q (free now), then the residual */
     qn_matmul(pool, &lw->wo, c->xb, n, c->q, c->scratch);
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];

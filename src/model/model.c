@@ -133,9 +133,12 @@ qn_status qn_ctx_new(qn_model* m, int n_ctx, int n_seq, qn_ctx** out) {
     c->hb2 = malloc(sizeof(float) * B * hid);
     c->rope_cs = malloc(sizeof(float) * B * hd);
     c->att = malloc(sizeof(float) * (size_t)threads * (size_t)n_ctx);
+    c->att_blk_floats = B * (size_t)n_ctx;
+    if (c->att_blk_floats > ((size_t)1 << 24)) c->att_blk_floats = (size_t)1 << 24;
+    c->att_blk = malloc(sizeof(float) * c->att_blk_floats);
     c->scratch_floats = max_scratch(m, (int)B, threads);
     c->scratch = malloc(sizeof(float) * c->scratch_floats);
-    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 || !c->rope_cs || !c->att ||
+    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 || !c->rope_cs || !c->att || !c->att_blk ||
         !c->scratch)
       st = qn_error(QN_ENOMEM, "out of memory for activations");
   }
@@ -159,6 +162,7 @@ void qn_ctx_free(qn_ctx* c) {
   free(c->hb2);
   free(c->rope_cs);
   free(c->att);
+  free(c->att_blk);
   free(c->scratch);
   free(c);
 }

@@ -1,11 +1,16 @@
 /* matmul_blas.c: batched products through OpenBLAS. Float32 weights go straight to sgemm;
- * other schemes are dequantized 64 rows at a time into scratch (in parallel) and multiplied
- * block by block, so no full f32 copy of a weight ever exists. */
+ * other schemes are dequantized a block of rows at a time (about 4M floats, in parallel)
+ * into scratch and multiplied block by block, so no full f32 copy of a large weight exists. */
 #include <cblas.h>
 
 #include "kernels/kernels.h"
 
-#define QN_BLAS_ROW_BLOCK 64
+int qn_blas_row_block(const qn_qtensor* W) {
+  int64_t r = ((int64_t)1 << 22) / (W->cols > 0 ? W->cols : 1);
+  if (r < 64) r = 64;
+  if (r > W->rows) r = W->rows;
+  return (int)r;
+}
 
 typedef struct dequant_job {
   const qn_qtensor* W;
@@ -28,8 +33,9 @@ void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, f
                 (const float*)W->data, cols, 0.0f, Y, rows);
     return;
   }
-  for (int r0 = 0; r0 < rows; r0 += QN_BLAS_ROW_BLOCK) {
-    int nr = rows - r0 < QN_BLAS_ROW_BLOCK ? rows - r0 : QN_BLAS_ROW_BLOCK;
+  const int block = qn_blas_row_block(W);
+  for (int r0 = 0; r0 < rows; r0 += block) {
+    int nr = rows - r0 < block ? rows - r0 : block;
     dequant_job j = {W, r0, scratch};
     qn_pool_for(pool, nr, 8, dequant_rows, &j);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, cols, 1.0f, X, cols, scratch, cols,
