@@ -15,6 +15,16 @@ typedef struct eval_args {
   bool json;
 } eval_args;
 
+/* True for the eval options that take a value (anything else unknown is reported as
+ * unknown, not as missing its value). */
+static bool takes_value(const char* o) {
+  static const char* const k[] = {"-m",          "--model", "-q",    "--quant",  "-f", "--file",
+                                  "--tokenizer", "--sep",   "--ctx", "--chunks", "-t", "--threads"};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    if (!strcmp(o, k[i])) return true;
+  return false;
+}
+
 static int parse(const char* C, int argc, char** argv, eval_args* a) {
   memset(a, 0, sizeof *a);
   for (int i = 0; i < argc; i++) {
@@ -27,6 +37,7 @@ static int parse(const char* C, int argc, char** argv, eval_args* a) {
       a->json = true;
       continue;
     }
+    if (!takes_value(o)) return cli_usage_error(C, "unknown option '%s'", o);
     if (!(v = cli_value(C, argc, argv, &i))) return 2;
     if (!strcmp(o, "-m") || !strcmp(o, "--model"))
       a->model = v;

@@ -62,6 +62,17 @@ static void print_json(const qn_quantize_report* r, const char* out) {
   printf("]}\n");
 }
 
+/* True for the options of `quantize` that take a value (anything else unknown is reported
+ * as unknown, not as missing its value). */
+static bool takes_value(const char* a) {
+  static const char* const k[] = {"-m",          "--model",  "-o",       "--output",
+                                  "-s",          "--scheme", "--recipe", "--rule",
+                                  "--tokenizer", "-t",       "--threads"};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    if (!strcmp(a, k[i])) return true;
+  return false;
+}
+
 int cmd_quantize(int argc, char** argv) {
   const char* C = "quantize";
   qn_quantize_opts o;
@@ -86,6 +97,8 @@ int cmd_quantize(int argc, char** argv) {
       json = true;
     } else if (!strcmp(a, "--search")) {
       o.search = true;
+    } else if (!takes_value(a)) {
+      rc = cli_usage_error(C, "unknown option '%s'", a);
     } else if (!(v = cli_value(C, argc, argv, &i))) {
       rc = 2;
     } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {

@@ -59,6 +59,28 @@ static const command k_commands[] = {
      "ppl prints perplexity, mean NLL and token count. cmp evaluates both models in one\n"
      "pass: perplexity of each, delta PPL, KL divergence of QUANT from BASE (mean, p99, max),\n"
      "top-1 agreement, file sizes and bits per weight.\n"},
+    {"report", cmd_report, "quantize to several schemes, compare each, write a table + plot",
+     "usage: quench report -m MODEL -f TEXT --schemes LIST -o DIR\n"
+     "                     [--ctx N [--chunks K] | --sep S] [--search] [options]\n"
+     "  -m, --model PATH     source model (llama2.c .bin, .gguf, HF directory, .qnz)\n"
+     "  -f, --file PATH      evaluation text (UTF-8)\n"
+     "  -s, --schemes LIST   comma-separated schemes, e.g. f16,int8-channel,int4-g32;\n"
+     "                       append +search to one (int4-g32+search) for the\n"
+     "                       error-minimising scale search ('quench quantize --list')\n"
+     "  -o, --output DIR     output directory (created if missing)\n"
+     "      --search         use the scale search for every scheme\n"
+     "      --ctx N          score non-overlapping windows of N tokens (no BOS);\n"
+     "                       --chunks K: only the first K windows\n"
+     "      --sep S          split the text into documents on S (default <|endoftext|>\n"
+     "                       when --ctx is not given); BOS + full context each\n"
+     "      --tokenizer PATH llama2.c tokenizer.bin (default: beside the model)\n"
+     "  -t, --threads N      worker threads\n"
+     "      --json           print report.json on stdout instead of the table\n"
+     "Quantizes MODEL to DIR/<scheme>.qnz for each scheme and compares each with MODEL on\n"
+     "TEXT (perplexity, delta PPL, KL divergence mean and p99, top-1 agreement). Writes\n"
+     "DIR/report.md (a Markdown table with the model, text, convention, date and command),\n"
+     "DIR/report.json (the same rows) and DIR/kld_vs_bpw.svg (mean KLD on a log scale\n"
+     "against bits per weight, one point per scheme).\n"},
     {"inspect", cmd_inspect, "show a model's architecture, tokenizer and tensors",
      "usage: quench inspect MODEL [--tokenizer PATH] [--json] [--metadata]\n"
      "Prints the architecture, hyper-parameters, tokenizer kind and size, and every tensor\n"

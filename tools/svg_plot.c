@@ -10,8 +10,8 @@
 enum {
   DEFAULT_W = 720, /* pixels */
   DEFAULT_H = 480,
-  FONT_PX = 12,  /* label and tick font size */
-  MARKER_R = 5,  /* marker radius, pixels */
+  FONT_PX = 12,     /* label and tick font size */
+  MARKER_R = 5,     /* marker radius, pixels */
   MAX_DECADES = 40, /* log axis span limit (keeps absurd inputs drawable) */
 };
 
@@ -25,13 +25,13 @@ typedef struct box {
 
 /* Mapping from data to pixels. */
 typedef struct frame {
-  double px0, px1;    /* plot area, left and right pixel */
-  double py0, py1;    /* plot area, top and bottom pixel */
-  double xlo, xhi;    /* x axis range, data units */
-  double xstep;       /* x tick spacing, data units */
-  bool log;           /* y axis is log-10 */
-  double ylo, yhi;    /* y range: data units, or decades (log10) on a log axis */
-  double ystep;       /* y tick spacing: data units, or decades per labelled tick */
+  double px0, px1; /* plot area, left and right pixel */
+  double py0, py1; /* plot area, top and bottom pixel */
+  double xlo, xhi; /* x axis range, data units */
+  double xstep;    /* x tick spacing, data units */
+  bool log;        /* y axis is log-10 */
+  double ylo, yhi; /* y range: data units, or decades (log10) on a log axis */
+  double ystep;    /* y tick spacing: data units, or decades per labelled tick */
 } frame;
 
 /* ---- text ------------------------------------------------------------------------------ */
@@ -90,7 +90,6 @@ static bool clamped(const svg_point* p, bool log) { return log && !(p->y > 0); }
 
 /* Computes the axis ranges from the points. */
 static void make_frame(const svg_scatter* s, int w, int h, frame* fr) {
-  fr->px0 = 80, fr->px1 = w - 28, fr->py0 = 58, fr->py1 = h - 84;
   fr->log = s->y_log;
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
   bool any_clamped = false;
@@ -103,6 +102,8 @@ static void make_frame(const svg_scatter* s, int w, int h, frame* fr) {
     else
       ymin = fmin(ymin, p->y), ymax = fmax(ymax, p->y);
   }
+  bool note = any_clamped && s->floor_note; /* a line under the x title */
+  fr->px0 = 80, fr->px1 = w - 28, fr->py0 = 58, fr->py1 = h - (note ? 84 : 64);
   linear_range(xmin, xmax, &fr->xlo, &fr->xhi, &fr->xstep);
   if (!fr->log) {
     linear_range(ymin, ymax, &fr->ylo, &fr->yhi, &fr->ystep);
@@ -197,8 +198,8 @@ typedef struct slot {
 
 /* Candidate positions, nearest first; the far ones get a leader line. */
 static int make_slots(slot* out, int cap) {
-  static const slot near[] = {{9, 4, 1},   {-9, 4, -1}, {0, -10, 0}, {0, 19, 0},
-                              {7, -7, 1},  {7, 15, 1},  {-7, -7, -1}, {-7, 15, -1}};
+  static const slot near[] = {{9, 4, 1},  {-9, 4, -1}, {0, -10, 0},  {0, 19, 0},
+                              {7, -7, 1}, {7, 15, 1},  {-7, -7, -1}, {-7, 15, -1}};
   int n = 0;
   for (size_t i = 0; i < sizeof near / sizeof near[0] && n < cap; i++) out[n++] = near[i];
   for (int k = 1; k <= 7 && n + 4 <= cap; k++) {
@@ -228,8 +229,8 @@ static double outside(box b, box r) { return (b.x1 - b.x0) * (b.y1 - b.y0) - ove
 /* Picks, for each point, the first slot whose label box overlaps nothing placed so far
  * (markers, earlier labels) and stays inside bounds, else the least overlapping one. */
 static void place_labels(const box* markers, const double* px, const double* py,
-                         const double* widths, int n, box bounds, const slot* slots,
-                         int n_slots, int* chosen, box* placed) {
+                         const double* widths, int n, box bounds, const slot* slots, int n_slots,
+                         int* chosen, box* placed) {
   for (int i = 0; i < n; i++) {
     double best = INFINITY;
     chosen[i] = 0;
@@ -246,61 +247,78 @@ static void place_labels(const box* markers, const double* px, const double* py,
   }
 }
 
-static bool draw_points(FILE* f, const svg_scatter* s, const frame* fr) {
-  int n = s->n_points;
-  double* px = calloc((size_t)n + 1, sizeof *px);
-  double* py = calloc((size_t)n + 1, sizeof *py);
-  double* widths = calloc((size_t)n + 1, sizeof *widths);
-  box* markers = calloc((size_t)n + 1, sizeof *markers);
-  box* placed = calloc((size_t)n + 1, sizeof *placed);
-  int* chosen = calloc((size_t)n + 1, sizeof *chosen);
-  int* idx = calloc((size_t)n + 1, sizeof *idx);
+/* Per-point scratch arrays of draw_points (all [n_points], drawable points first). */
+typedef struct point_px {
+  double* px;    /* marker centre, pixels */
+  double* py;    /* marker centre, pixels */
+  double* width; /* estimated label width, pixels */
+  box* marker;   /* marker bounds with a 1-pixel margin */
+  box* placed;   /* chosen label bounds */
+  int* chosen;   /* chosen slot index */
+  int* idx;      /* index into the svg_scatter's points */
+} point_px;
+
+static void draw_marker(FILE* f, const svg_point* p, bool hollow, double x, double y) {
+  const char* col = k_palette[((p->group % 8) + 8) % 8];
+  fprintf(f,
+          "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\" stroke=\"%s\" "
+          "stroke-width=\"%s\"><title>",
+          x, y, MARKER_R, hollow ? "white" : col, hollow ? col : "#222", hollow ? "2" : "0.8");
+  xml_text(f, p->label);
+  fprintf(f, ": x = %g, y = %g</title></circle>\n", p->x, p->y);
+}
+
+static void draw_label(FILE* f, const svg_point* p, const slot* sl, box b, double x, double y) {
+  if (fabs(sl->dy) > 20) { /* far slot: a leader line from the marker to the label */
+    double lx = sl->align > 0 ? b.x0 : sl->align < 0 ? b.x1 : (b.x0 + b.x1) / 2;
+    double ly = sl->dy < 0 ? b.y1 - 1 : b.y0 + 1;
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"leader\"/>\n", x, y,
+            lx, ly);
+  }
+  const char* anchor = sl->align > 0 ? "start" : sl->align < 0 ? "end" : "middle";
+  fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" class=\"label\">", x + sl->dx,
+          y + sl->dy, anchor);
+  xml_text(f, p->label);
+  fputs("</text>\n", f);
+}
+
+/* Places the labels of the drawable points and draws markers, then labels on top. */
+static void draw_placed(FILE* f, const svg_scatter* s, const frame* fr, point_px* q) {
   slot slots[64];
   int n_slots = make_slots(slots, 64);
-  bool ok = px && py && widths && markers && placed && chosen && idx;
-  if (!ok) goto done;
   int m = 0; /* drawable points, compacted through idx */
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < s->n_points; i++) {
     const svg_point* p = &s->points[i];
     if (!point_ok(p, fr->log)) continue;
-    idx[m] = i;
-    px[m] = map_x(fr, p->x), py[m] = map_y(fr, p->y);
-    widths[m] = text_width(p->label);
+    q->idx[m] = i;
+    q->px[m] = map_x(fr, p->x), q->py[m] = map_y(fr, p->y);
+    q->width[m] = text_width(p->label);
     double r = MARKER_R + 1;
-    markers[m] = (box){px[m] - r, py[m] - r, px[m] + r, py[m] + r};
+    q->marker[m] = (box){q->px[m] - r, q->py[m] - r, q->px[m] + r, q->py[m] + r};
     m++;
   }
   box bounds = {fr->px0 + 2, fr->py0 + 2, fr->px1 - 2, fr->py1 - 2};
-  place_labels(markers, px, py, widths, m, bounds, slots, n_slots, chosen, placed);
+  place_labels(q->marker, q->px, q->py, q->width, m, bounds, slots, n_slots, q->chosen, q->placed);
   for (int k = 0; k < m; k++) {
-    const svg_point* p = &s->points[idx[k]];
-    const char* col = k_palette[((p->group % 8) + 8) % 8];
-    bool hollow = clamped(p, fr->log);
-    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\" stroke=\"%s\" "
-            "stroke-width=\"%s\"><title>", px[k], py[k], MARKER_R, hollow ? "white" : col,
-            hollow ? col : "#222", hollow ? "2" : "0.8");
-    xml_text(f, p->label);
-    fprintf(f, ": x = %g, y = %g</title></circle>\n", p->x, p->y);
+    const svg_point* p = &s->points[q->idx[k]];
+    draw_marker(f, p, clamped(p, fr->log), q->px[k], q->py[k]);
   }
-  for (int k = 0; k < m; k++) { /* labels after the markers, so they are drawn on top */
-    const svg_point* p = &s->points[idx[k]];
-    if (!p->label || !*p->label) continue;
-    const slot* sl = &slots[chosen[k]];
-    if (fabs(sl->dy) > 20) { /* far slot: a leader line from the marker to the label */
-      box b = placed[k];
-      double lx = sl->align > 0 ? b.x0 : sl->align < 0 ? b.x1 : (b.x0 + b.x1) / 2;
-      double ly = sl->dy < 0 ? b.y1 - 1 : b.y0 + 1;
-      fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"leader\"/>\n",
-              px[k], py[k], lx, ly);
-    }
-    const char* anchor = sl->align > 0 ? "start" : sl->align < 0 ? "end" : "middle";
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" class=\"label\">",
-            px[k] + sl->dx, py[k] + sl->dy, anchor);
-    xml_text(f, p->label);
-    fputs("</text>\n", f);
+  for (int k = 0; k < m; k++) {
+    const svg_point* p = &s->points[q->idx[k]];
+    if (p->label && *p->label)
+      draw_label(f, p, &slots[q->chosen[k]], q->placed[k], q->px[k], q->py[k]);
   }
-done:
-  free(px), free(py), free(widths), free(markers), free(placed), free(chosen), free(idx);
+}
+
+static bool draw_points(FILE* f, const svg_scatter* s, const frame* fr) {
+  size_t n = (size_t)(s->n_points > 0 ? s->n_points : 0) + 1;
+  point_px q = {calloc(n, sizeof(double)), calloc(n, sizeof(double)), calloc(n, sizeof(double)),
+                calloc(n, sizeof(box)),    calloc(n, sizeof(box)),    calloc(n, sizeof(int)),
+                calloc(n, sizeof(int))};
+  bool ok = q.px && q.py && q.width && q.marker && q.placed && q.chosen && q.idx;
+  if (ok) draw_placed(f, s, fr, &q);
+  free(q.px), free(q.py), free(q.width), free(q.marker), free(q.placed), free(q.chosen);
+  free(q.idx);
   return ok;
 }
 

@@ -17,13 +17,13 @@ typedef struct svg_point {
 
 /* A whole plot. */
 typedef struct svg_scatter {
-  const char* title;      /* first line at the top, or NULL */
-  const char* subtitle;   /* smaller second line, or NULL */
-  const char* x_title;    /* text under the x axis */
-  const char* y_title;    /* text beside the y axis (rotated) */
-  const char* floor_note; /* shown under the plot when a point was drawn at the log floor */
-  bool y_log;             /* log-10 y axis with decades 1e-4, 1e-3...; else linear */
-  int width, height;      /* pixels; 0 = 720 x 480 */
+  const char* title;       /* first line at the top, or NULL */
+  const char* subtitle;    /* smaller second line, or NULL */
+  const char* x_title;     /* text under the x axis */
+  const char* y_title;     /* text beside the y axis (rotated) */
+  const char* floor_note;  /* shown under the plot when a point was drawn at the log floor */
+  bool y_log;              /* log-10 y axis with decades 1e-4, 1e-3...; else linear */
+  int width, height;       /* pixels; 0 = 720 x 480 */
   const svg_point* points; /* [n_points] */
   int n_points;
 } svg_scatter;

@@ -16,8 +16,8 @@
 #include "core/status.h"
 
 struct qn_qnz_writer {
-  char path[1024];   /* final name */
-  char tmp[1100];    /* temporary name, renamed onto path by finish */
+  char* path;        /* final name (malloc'ed: any length the OS accepts) */
+  char* tmp;         /* temporary name path.tmp.<pid>, renamed onto path by finish */
   int fd;            /* open temporary file */
   qn_tensor* ts;     /* [n] declared tensors (data unused) */
   uint64_t* offsets; /* [n] byte offsets of each tensor relative to the data section */
@@ -94,13 +94,16 @@ qn_status qn_qnz_writer_begin(const char* path, const qn_tensor* ts, int n, uint
   qn_qnz_writer* w = calloc(1, sizeof *w);
   if (!w) return qn_error(QN_ENOMEM, "out of memory");
   w->fd = -1;
-  snprintf(w->path, sizeof w->path, "%s", path);
-  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
+  size_t plen = strlen(path);
+  w->path = malloc(plen + 1);
+  w->tmp = malloc(plen + 32);
+  if (w->path) memcpy(w->path, path, plen + 1);
+  if (w->tmp) snprintf(w->tmp, plen + 32, "%s.tmp.%d", path, (int)getpid());
   w->n = n;
   w->ts = malloc(sizeof *w->ts * (size_t)(n > 0 ? n : 1));
   w->offsets = malloc(sizeof(uint64_t) * (size_t)(n > 0 ? n : 1));
   w->written = calloc((size_t)(n > 0 ? n : 1), 1);
-  if (!w->ts || !w->offsets || !w->written) {
+  if (!w->path || !w->tmp || !w->ts || !w->offsets || !w->written) {
     qn_qnz_writer_abort(w);
     return qn_error(QN_ENOMEM, "out of memory");
   }
@@ -188,7 +191,9 @@ qn_status qn_qnz_writer_finish(qn_qnz_writer* w, const char* metadata_json) {
 void qn_qnz_writer_abort(qn_qnz_writer* w) {
   if (!w) return;
   if (w->fd >= 0) close(w->fd);
-  if (w->tmp[0]) unlink(w->tmp);
+  if (w->tmp && w->tmp[0]) unlink(w->tmp);
+  free(w->path);
+  free(w->tmp);
   free(w->ts);
   free(w->offsets);
   free(w->written);

@@ -207,6 +207,19 @@ static int match_special(const qn_tokenizer* t, const char* s, size_t avail) {
 
 /* ---- construction ---- */
 
+static qn_status mark_rule_parts(qn_tokenizer* t) {
+  t->is_part = calloc((size_t)t->v->n_tokens, 1);
+  if (!t->is_part) return qn_error(QN_ENOMEM, "tokenizer: out of memory");
+  const qn_tok_pairmap* m = &t->pairs;
+  for (uint32_t i = 0; m->slots && i <= m->mask; i++) {
+    if (m->slots[i].result < 0) continue;
+    uint32_t left = (uint32_t)(m->slots[i].key >> 32), right = (uint32_t)m->slots[i].key;
+    if (left < (uint32_t)t->v->n_tokens) t->is_part[left] = 1;
+    if (right < (uint32_t)t->v->n_tokens) t->is_part[right] = 1;
+  }
+  return QN_OK;
+}
+
 qn_status qn_tokenizer_new(const qn_vocab* v, qn_tokenizer** out) {
   if (!out) return qn_error(QN_EINVAL, "qn_tokenizer_new: out is NULL");
   *out = NULL;
@@ -233,6 +246,7 @@ qn_status qn_tokenizer_new(const qn_vocab* v, qn_tokenizer** out) {
   if (st == QN_OK) st = strmap_build(t);
   if (st == QN_OK) st = specials_build(t);
   if (st == QN_OK) st = v->kind == QN_VOCAB_SPM ? qn_tok_spm_build(t) : qn_tok_bpe_build(t);
+  if (st == QN_OK) st = mark_rule_parts(t);
   if (st != QN_OK) {
     qn_tokenizer_free(t);
     return st;
@@ -246,6 +260,7 @@ void qn_tokenizer_free(qn_tokenizer* t) {
   free(t->tok_len);
   free(t->tok_map.slots);
   free(t->pairs.slots);
+  free(t->is_part);
   free(t->specials);
   pcre2_code_free(t->re);
   free(t);
@@ -354,13 +369,14 @@ static qn_status try_pair(const qn_tokenizer* t, qn_tok_work* w, int32_t left, i
   return heap_push(w, c);
 }
 
-qn_status qn_tok_merge(const qn_tokenizer* t, qn_tok_work* w, qn_tok_ids* out) {
-  if (w->n_syms == 0) return QN_OK;
+/* Merges the run of symbols [first, last] (linked in order, ends unlinked from the rest). */
+static qn_status merge_run(const qn_tokenizer* t, qn_tok_work* w, int32_t first, int32_t last,
+                           qn_tok_ids* out) {
   qn_tok_sym* s = w->syms;
   w->n_heap = 0;
-  if (t->pairs.n > 0) {
-    for (int32_t i = 0; i + 1 < (int32_t)w->n_syms; i++) QN_TRY(try_pair(t, w, i, i + 1));
-  }
+  s[first].prev = -1;
+  s[last].next = -1;
+  for (int32_t i = first; i < last; i++) QN_TRY(try_pair(t, w, i, i + 1));
   while (w->n_heap > 0) {
     qn_tok_cand c = heap_pop(w);
     qn_tok_sym* l = &s[c.left];
@@ -375,7 +391,25 @@ qn_status qn_tok_merge(const qn_tokenizer* t, qn_tok_work* w, qn_tok_ids* out) {
     if (l->prev >= 0) QN_TRY(try_pair(t, w, l->prev, c.left));
     if (l->next >= 0) QN_TRY(try_pair(t, w, c.left, l->next));
   }
-  for (int32_t i = 0; i >= 0; i = s[i].next) QN_TRY(qn_tok_ids_push(out, s[i].id));
+  for (int32_t i = first; i >= 0; i = s[i].next) QN_TRY(qn_tok_ids_push(out, s[i].id));
+  return QN_OK;
+}
+
+qn_status qn_tok_merge(const qn_tokenizer* t, qn_tok_work* w, qn_tok_ids* out) {
+  /* A symbol that is no rule's part never merges and nothing merges across it, so the runs
+   * between such symbols are merged independently (same result, much smaller heaps). */
+  int32_t n = (int32_t)w->n_syms;
+  for (int32_t i = 0; i < n;) {
+    if (!t->is_part[w->syms[i].id]) {
+      QN_TRY(qn_tok_ids_push(out, w->syms[i].id));
+      i++;
+      continue;
+    }
+    int32_t j = i;
+    while (j + 1 < n && t->is_part[w->syms[j + 1].id]) j++;
+    QN_TRY(merge_run(t, w, i, j, out));
+    i = j + 1;
+  }
   return QN_OK;
 }
 

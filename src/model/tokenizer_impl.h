@@ -72,6 +72,8 @@ struct qn_tokenizer {
   int max_tok_len;       /* longest token text, bytes; bounds a decoded piece */
   qn_tok_strmap tok_map; /* token text -> id (first id wins on duplicates) */
   qn_tok_pairmap pairs;  /* merge rules */
+  uint8_t* is_part;      /* [n_tokens] 1 if the token is the left or right part of a rule;
+                            other symbols never merge and split the merge work */
   int byte_ids[256];     /* SPM: id of <0xNN> (-1 if absent); BPE: id of the byte's
                             byte-unicode character */
   int* specials;         /* [n_specials] ids matched literally in text, longest first */

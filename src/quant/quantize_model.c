@@ -13,6 +13,7 @@
 #include "core/half.h"
 #include "core/sha256.h"
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "format/model_json.h"
 #include "format/qnz_writer.h"
 #include "format/source.h"
@@ -243,7 +244,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     free(partial);
     st = qn_qnz_writer_begin(out_path, outs, n_out, reserve, &w);
   }
-  qn_quant_opts qo = {o->search, NULL, o->n_threads > 0 ? o->n_threads : 0};
+  qn_quant_opts qo = {o->search, NULL, o->n_threads > 0 ? o->n_threads : qn_cpu_count()};
   int64_t done = 0, total = 0;
   for (int i = 0; i < s->n_tensors; i++)
     if (plan[i].rows > 0) total += plan[i].rows * plan[i].cols;

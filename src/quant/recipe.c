@@ -27,6 +27,8 @@ qn_status qn_recipe_init(qn_recipe* r, const char* scheme) {
 
 qn_status qn_recipe_add(qn_recipe* r, const char* rule, const char* where) {
   char buf[256];
+  if (strlen(rule) >= sizeof buf)
+    return qn_error(QN_EINVAL, "%s: rule '%.40s...' too long", where, rule);
   snprintf(buf, sizeof buf, "%s", rule);
   char* p = buf;
   while (isspace((unsigned char)*p)) p++;
@@ -48,9 +50,10 @@ qn_status qn_recipe_add(qn_recipe* r, const char* rule, const char* where) {
   }
   if (r->n_rules == QN_RECIPE_MAX_RULES)
     return qn_error(QN_EINVAL, "%s: more than %d rules", where, QN_RECIPE_MAX_RULES);
-  if (strlen(p) >= sizeof r->rules[0].pattern)
+  size_t plen = strlen(p);
+  if (plen >= sizeof r->rules[0].pattern)
     return qn_error(QN_EINVAL, "%s: pattern '%s' too long", where, p);
-  snprintf(r->rules[r->n_rules].pattern, sizeof r->rules[0].pattern, "%s", p);
+  memcpy(r->rules[r->n_rules].pattern, p, plen + 1);
   r->rules[r->n_rules++].scheme = t;
   return QN_OK;
 }
