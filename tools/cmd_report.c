@@ -41,6 +41,7 @@ typedef struct report_row {
   uint64_t bytes;        /* size of the .qnz file */
   uint64_t bytes_source; /* size of the source model file(s) */
   double quant_s;        /* seconds spent quantizing */
+  double decode_tps;     /* greedy decode tokens/s of the quantized model (64 tokens) */
   qn_cmp_result cmp;     /* comparison with the base model */
 } report_row;
 
@@ -350,14 +351,15 @@ static double delta_pct(const report_row* r) {
 static bool write_table(FILE* f, const report_doc* d) {
   fprintf(f,
           "| scheme | bits/weight | file bytes | MiB | ratio vs source | PPL | delta PPL %% | "
-          "mean KLD | p99 KLD | top-1 agree %% | quantize s |\n"
-          "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+          "mean KLD | p99 KLD | top-1 agree %% | decode tok/s | quantize s |\n"
+          "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   for (int i = 0; i < d->n_rows; i++) {
     const report_row* r = &d->rows[i];
-    fprintf(f, "| %s | %.3f | %llu | %.3f | %.2fx | %.4f | %+.3f | %.4g | %.4g | %.2f | %.2f |\n",
+    fprintf(f,
+            "| %s | %.3f | %llu | %.3f | %.2fx | %.4f | %+.3f | %.4g | %.4g | %.2f | %.0f | %.2f |\n",
             r->label, r->bpw, (unsigned long long)r->bytes, mib(r->bytes), ratio(r),
             r->cmp.ppl_quant, delta_pct(r), r->cmp.kld_mean, r->cmp.kld_p99,
-            100.0 * r->cmp.top1_agree, r->quant_s);
+            100.0 * r->cmp.top1_agree, r->decode_tps, r->quant_s);
   }
   return !ferror(f);
 }
@@ -382,7 +384,8 @@ static bool write_markdown(FILE* f, const report_doc* d) {
           "file size / .qnz size. delta PPL: (PPL - base PPL) / base PPL. KLD: "
           "KL(P_base || P_quant) of the next-token distributions in nats, mean and 99th "
           "percentile over the scored positions. top-1 agree: positions where both models' "
-          "most likely token is the same. `+search`: error-minimising scale search instead of "
+          "most likely token is the same. decode tok/s: 64 greedy tokens of the .qnz model on this "
+          "machine with the current (reference) kernels. `+search`: error-minimising scale search instead of "
           "plain absmax round-to-nearest.\n\n"
           "![mean KLD against bits per weight](kld_vs_bpw.svg)\n");
   return !ferror(f);
@@ -419,6 +422,7 @@ static void json_row(FILE* f, const report_row* r) {
   json_num(f, "top1_agree", "%.6f", r->cmp.top1_agree, false);
   fprintf(f, "\"tokens\": %lld, ", (long long)r->cmp.tokens);
   json_num(f, "quantize_seconds", "%.3f", r->quant_s, false);
+  json_num(f, "decode_tps", "%.2f", r->decode_tps, false);
   json_num(f, "eval_seconds", "%.3f", r->cmp.seconds, true);
   fputs("}", f);
 }
@@ -545,6 +549,17 @@ static qn_status measure(const report_args* a, qn_model* base, const char* text,
   if (st != QN_OK) return st;
   qn_ppl_opts po = {(int)a->ctx, (int)a->chunks, a->sep, on_progress, &pc};
   st = qn_eval_cmp(base, quant, text, len, &po, &r->cmp);
+  if (st == QN_OK) {
+    /* decode speed: 64 greedy tokens from BOS (or a one-space prompt without BOS) */
+    qn_sampler_opts so;
+    qn_sampler_opts_default(&so);
+    so.temperature = 0;
+    qn_model_info in;
+    qn_model_get_info(quant, &in);
+    qn_gen_stats gs;
+    st = qn_generate(quant, in.bos_id >= 0 ? "" : " ", 64, &so, NULL, NULL, &gs);
+    r->decode_tps = gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0;
+  }
   qn_model_free(quant);
   return st;
 }

@@ -85,8 +85,9 @@ int cmd_run(int argc, char** argv) {
   qn_status st = qn_model_open(model, &mo, &m);
   if (st != QN_OK) return cli_fail(C, st);
   qn_gen_stats gs;
+  fputs(prompt, stdout); /* the prompt, then the continuation as it is generated */
   st = qn_generate(m, prompt, (int)n_predict, &so, print_piece, NULL, &gs);
-  printf("\n");
+  if (st == QN_OK) printf("\n");
   qn_model_free(m);
   if (st != QN_OK) return cli_fail(C, st);
   double pp = gs.prompt_s > 0 ? gs.n_prompt / gs.prompt_s : 0;
