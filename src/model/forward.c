@@ -120,6 +120,10 @@ static void attention_block(qn_ctx* c, int layer, const int* pos, const int* seq
   }
 }
 
+static void observe(qn_ctx* c, int layer, qn_act_site site, const float* x, int n, int width) {
+  if (c->observe) c->observe(c->observe_user, layer, site, x, n, width);
+}
+
 static void add_bias(float* y, const float* bias, int n, int width) {
   if (!bias) return;
   for (int t = 0; t < n; t++)
@@ -145,6 +149,7 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
     for (int t = 0; t < n; t++)
       qn_rmsnorm_ref(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->attn_norm, dim,
                      hp->norm_eps);
+    observe(c, l, QN_SITE_ATTN_IN, c->xb, n, dim);
     qn_matmul(pool, &lw->wq, c->xb, n, c->q, c->scratch);
     qn_matmul(pool, &lw->wk, c->xb, n, c->k, c->scratch);
     qn_matmul(pool, &lw->wv, c->xb, n, c->v, c->scratch);
@@ -155,6 +160,10 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
       const float* cs = c->rope_cs + (size_t)t * hd;
       rope_apply(c->q + (size_t)t * qd, hp->n_heads, hd, hp->rope_style, cs);
       rope_apply(c->k + (size_t)t * kvd, hp->n_kv_heads, hd, hp->rope_style, cs);
+    }
+    observe(c, l, QN_SITE_K, c->k, n, kvd);
+    observe(c, l, QN_SITE_V, c->v, n, kvd);
+    for (int t = 0; t < n; t++) {
       int s = seq ? seq[t] : 0;
       memcpy(qn_kvcache_k(&c->kv, l, s, pos[t]), c->k + (size_t)t * kvd, sizeof(float) * kvd);
       memcpy(qn_kvcache_v(&c->kv, l, s, pos[t]), c->v + (size_t)t * kvd, sizeof(float) * kvd);
@@ -166,6 +175,7 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
       qn_pool_for(pool, (int64_t)n * hp->n_heads, 1, attn_items, &aj);
     }
     /* output projection into q (free now), then the residual */
+    observe(c, l, QN_SITE_ATTN_OUT, c->xb, n, qd);
     qn_matmul(pool, &lw->wo, c->xb, n, c->q, c->scratch);
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
 
@@ -173,9 +183,11 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
     for (int t = 0; t < n; t++)
       qn_rmsnorm_ref(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->ffn_norm, dim,
                      hp->norm_eps);
+    observe(c, l, QN_SITE_FFN_IN, c->xb, n, dim);
     qn_matmul(pool, &lw->w_gate, c->xb, n, c->hb, c->scratch);
     qn_matmul(pool, &lw->w_up, c->xb, n, c->hb2, c->scratch);
     qn_swiglu_ref(c->hb, c->hb2, (int64_t)n * hid);
+    observe(c, l, QN_SITE_FFN_MID, c->hb, n, hid);
     qn_matmul(pool, &lw->w_down, c->hb, n, c->q, c->scratch);
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
   }
@@ -186,6 +198,7 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
   for (int t = first; t < n; t++)
     qn_rmsnorm_ref(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, w->output_norm, dim,
                    hp->norm_eps);
+  observe(c, -1, QN_SITE_OUTPUT_IN, c->xb, cnt, dim);
   qn_matmul(pool, &w->output, c->xb, cnt, logits, c->scratch);
   return QN_OK;
 }

@@ -15,11 +15,30 @@ struct qn_model {
   qn_pool* pool;     /* worker threads for kernels */
 };
 
+/* Points of the forward pass where activations can be observed (calibration). Each names
+ * the input shared by a group of linear layers, or the cached keys/values. */
+typedef enum qn_act_site {
+  QN_SITE_ATTN_IN = 0, /* (n, dim) input of attn_q/k/v: RMSNorm output */
+  QN_SITE_ATTN_OUT,    /* (n, n_heads*head_dim) input of attn_output */
+  QN_SITE_FFN_IN,      /* (n, dim) input of ffn_gate/up: RMSNorm output */
+  QN_SITE_FFN_MID,     /* (n, hidden) input of ffn_down: SwiGLU output */
+  QN_SITE_OUTPUT_IN,   /* (n, dim) input of the output head (layer = -1) */
+  QN_SITE_K,           /* (n, kv_dim) keys after RoPE, as cached */
+  QN_SITE_V,           /* (n, kv_dim) values, as cached */
+  QN_SITE_COUNT
+} qn_act_site;
+
+/* Called with the n x width activations of a site in a forward step. */
+typedef void (*qn_observe_fn)(void* user, int layer, qn_act_site site, const float* x, int n,
+                              int width);
+
 /* Largest batch of tokens one forward step processes; longer calls are split. */
 #define QN_MAX_BATCH 512
 
 struct qn_ctx {
   qn_model* m;
+  qn_observe_fn observe; /* optional activation observer (calibration), NULL = none */
+  void* observe_user;    /* passed to observe */
   qn_kvcache kv; /* keys/values of every sequence */
   /* activations for up to QN_MAX_BATCH tokens (rows = tokens) */
   float* x;       /* (batch, dim) residual stream */

@@ -35,6 +35,13 @@ typedef enum qn_qtype {
   QN_QTYPE_COUNT
 } qn_qtype;
 
+/* What a scheme does with the activations it multiplies. */
+typedef enum qn_act_kind {
+  QN_ACT_FLOAT = 0,  /* weight-only: activations stay f32, weights dequantized on the fly */
+  QN_ACT_I8_DYNAMIC, /* int8 activations, one scale per token computed at run time */
+  QN_ACT_I8_STATIC,  /* int8 activations, one per-tensor scale fixed by calibration */
+} qn_act_kind;
+
 /* A weight matrix as kernels and the model see it. */
 typedef struct qn_qtensor {
   qn_qtype type;
@@ -43,6 +50,7 @@ typedef struct qn_qtensor {
   const void* data;   /* payload, rows * row_bytes */
   const void* scales; /* rows * n_groups scale values, or NULL */
   const void* zeros;  /* rows * n_groups minimums (asymmetric), or NULL */
+  float act_scale;   /* QN_ACT_I8_STATIC: activation scale (int8 step), else 0 */
 } qn_qtensor;
 
 /* Options of the row quantizer. */
@@ -67,6 +75,7 @@ typedef struct qn_qtype_traits {
   /* Quantizes one row w[cols] into payload/scales/zeros (row-local pointers). */
   void (*quantize_row)(const float* w, int64_t cols, const qn_quant_opts* o, void* payload,
                        void* scales, void* zeros);
+  qn_act_kind act; /* activation handling (last field: rows that omit it are weight-only) */
 } qn_qtype_traits;
 
 const qn_qtype_traits* qn_qtype_traits_of(qn_qtype t);
