@@ -37,9 +37,19 @@ float qn_observer_max(const qn_observer* o);
 float qn_observer_absmax(const qn_observer* o);
 /* Per-channel max |x| (width floats; valid while o lives). */
 const float* qn_observer_channel_absmax(const qn_observer* o);
+/* Non-finite values (NaN, +-Inf) seen and skipped. */
+int64_t qn_observer_nonfinite(const qn_observer* o);
+/* The |x| histogram: QN_OBSERVER_BINS counts, bin k = [k R / BINS, (k + 1) R / BINS), where
+ * *range = R is the smallest power of two (>= 2^-64) above max |x| (0 while only zeros were
+ * seen). It does not depend on how the data was split into qn_observer_update calls. */
+const int64_t* qn_observer_histogram(const qn_observer* o, double* range);
+/* Adds everything src observed to dst (same width): the result equals one observer fed both
+ * streams (e.g. for per-thread observers). */
+qn_status qn_observer_merge(qn_observer* dst, const qn_observer* src);
 
 /* Threshold T > 0 for symmetric int8 by method (percentile: p in (0, 100), ignored
- * otherwise). QN_EINVAL if nothing was observed or p is out of range. */
+ * otherwise). QN_EINVAL if nothing was observed or p is out of range. T is in
+ * [absmax * 2^-24, absmax]; T = 1 if every observed value was 0. */
 qn_status qn_observer_threshold(const qn_observer* o, qn_calib_method m, double percentile,
                                 float* T);
 /* Fraction of observed values with |x| > T (estimated from the histogram, exact at 0 and
