@@ -198,6 +198,10 @@ typedef struct qn_cmp_result {
  * vocabularies must be the same size). */
 qn_status qn_eval_cmp(qn_model* base, qn_model* quant, const char* text, size_t len,
                       const qn_ppl_opts* o, qn_cmp_result* r);
+/* The same for k quantized models in one pass: the base model runs once per span.
+ * results: k entries, in the order of quants. */
+qn_status qn_eval_cmp_multi(qn_model* base, qn_model* const* quants, int k, const char* text,
+                            size_t len, const qn_ppl_opts* o, qn_cmp_result* results);
 
 /* ---- quantization ---------------------------------------------------------------- */
 
@@ -212,6 +216,19 @@ typedef struct qn_quantize_opts {
   int n_threads;              /* 0 = all cores */
   qn_progress_fn progress;
   void* progress_user;
+  /* calibration: required by w8a8-static schemes and by SmoothQuant */
+  const char* calib_path;   /* representative text (UTF-8), or NULL */
+  int64_t calib_tokens;     /* tokens to run (0 = 100000, or all the text if fewer) */
+  int calib_ctx;            /* window length (0 = 512, capped by the model's context) */
+  const char* calib_method; /* "minmax", "percentile", "mse", "entropy" (NULL = percentile) */
+  double calib_percentile;  /* percentile method: p in (0, 100) (0 = 99.99) */
+  bool calib_kv;            /* also observe the cached keys/values (summary only) */
+  bool smooth;              /* SmoothQuant with smooth_alpha (needs calib_path) */
+  double smooth_alpha;      /* migration strength in [0, 1] */
+  bool smooth_auto;         /* SmoothQuant with alpha searched per site (needs calib_path) */
+  /* optional warnings (e.g. calibration text that is mostly unknown/byte tokens) */
+  void (*warn)(void* user, const char* message);
+  void* warn_user;
 } qn_quantize_opts;
 
 /* One output weight of a quantization run. */
@@ -227,6 +244,16 @@ typedef struct qn_quant_tensor_report {
   uint64_t bytes_out; /* bytes written (payload + scales + zeros) */
 } qn_quant_tensor_report;
 
+/* One activation site of a calibration run (the summary table). */
+typedef struct qn_calib_site_report {
+  int layer;          /* decoder block; -1 for the output head's input */
+  char site[12];      /* "attn_in", "attn_out", "ffn_in", "ffn_mid", "output_in", "k", "v" */
+  float min, max;     /* observed range (of the smoothed activations under SmoothQuant) */
+  float threshold;    /* chosen clip threshold T; the int8 activation scale is T / 127 */
+  double clipped;     /* fraction of observed values with |x| > T */
+  float smooth_alpha; /* SmoothQuant alpha applied to this site; -1 = not smoothed */
+} qn_calib_site_report;
+
 typedef struct qn_quantize_report {
   qn_quant_tensor_report* tensors; /* [n_tensors], owned */
   int n_tensors;
@@ -234,6 +261,13 @@ typedef struct qn_quantize_report {
   uint64_t file_bytes_out; /* size of the .qnz */
   double bpw;              /* bits per weight over all 2-D weights */
   double seconds;          /* wall time */
+  qn_calib_site_report* calib; /* [n_calib] calibration summary, owned; NULL if none ran */
+  int n_calib;
+  char calib_method[16];   /* method that chose the thresholds */
+  double calib_percentile; /* its percentile (percentile method) */
+  int64_t calib_tokens;    /* tokens the calibration ran */
+  double calib_fallback;   /* fraction of calibration tokens that were unknown/byte tokens */
+  double calib_seconds;    /* wall time of calibration (and the SmoothQuant search) */
 } qn_quantize_report;
 
 /* Quantizes the model at in_path into the .qnz file out_path (written to a temporary file
@@ -251,6 +285,197 @@ typedef struct qn_scheme_info {
   const char* accuracy; /* expected accuracy */
 } qn_scheme_info;
 bool qn_scheme_at(int i, qn_scheme_info* out);
+
+/* ---- sensitivity and mixed precision ---- */
+
+/* What one sensitivity variant quantizes; everything else keeps its loaded precision. */
+typedef enum qn_sens_unit {
+  QN_SENS_LAYER = 0, /* one decoder block at a time: its 7 linear weights */
+  QN_SENS_TENSOR,    /* one 2-D weight at a time (token_embd and output included) */
+} qn_sens_unit;
+
+typedef struct qn_sens_opts {
+  const char* scheme;         /* scheme every variant applies ("int4-g32"); weight-only or
+                                 dynamic-activation schemes (static ones need calibration) */
+  qn_sens_unit unit;          /* per layer or per tensor */
+  bool search;                /* error-minimising scale search instead of plain absmax */
+  qn_ppl_opts eval;           /* how the text is split into spans (as qn_eval_cmp); progress
+                                 reports stage "sensitivity" in forward passes */
+  const char* tokenizer_path; /* llama2.c tokenizer.bin, if not beside the model */
+  int n_threads;              /* 0 = all cores */
+} qn_sens_opts;
+
+/* One variant: the model with one layer or one tensor quantized. */
+typedef struct qn_sens_entry {
+  char name[96];        /* "blk.3" (per layer) or the canonical tensor name */
+  int layer;            /* decoder block index; -1 for token_embd / output */
+  int n_tensors;        /* weights quantized in this variant */
+  double kld_mean;      /* mean KL(P_base || P_variant) over the scored positions, nats */
+  double ppl;           /* perplexity of the variant */
+  double delta_ppl_pct; /* 100 * (ppl - ppl_base) / ppl_base */
+  double top1_agree;    /* fraction of positions whose argmax matches the base's, 0..1 */
+  uint64_t bytes;       /* bytes of the quantized weights in the scheme (scales included) */
+  uint64_t bytes_f32;   /* bytes of the same weights as f32 */
+} qn_sens_entry;
+
+typedef struct qn_sens_result {
+  qn_sens_entry* entries; /* [n_entries], most sensitive (largest mean KLD) first; owned */
+  int n_entries;
+  char scheme[24];  /* canonical scheme name */
+  double ppl_base;  /* perplexity of the unmodified model */
+  int64_t tokens;   /* scored positions */
+  int n_docs;       /* spans */
+  double seconds;   /* wall time */
+} qn_sens_result;
+
+/* Quantizes one layer (or tensor) of the model at model_path at a time to o->scheme, in
+ * memory, and measures each variant against the unmodified model on text: the base model
+ * runs once per span, each variant after it. Entries are ranked by mean KLD. */
+qn_status qn_sensitivity(const char* model_path, const char* text, size_t len,
+                         const qn_sens_opts* o, qn_sens_result* r);
+void qn_sens_result_free(qn_sens_result* r);
+
+#define QN_MP_MAX_CANDIDATES 8
+
+typedef struct qn_mp_opts {
+  const char* candidates;  /* comma-separated schemes, e.g. "int4-g32,int8-channel,f16"
+                              (any order; sorted by size per tensor); 2..QN_MP_MAX_CANDIDATES */
+  double target_kld;       /* > 0: budget on the measured mean KLD vs the source, nats */
+  double max_ppl_increase; /* > 0: budget on the measured PPL increase, percent. At least one
+                              budget must be set; when both are, both must hold */
+  int max_rounds;          /* quantize-and-measure rounds (0 = 4) */
+  qn_ppl_opts eval;        /* spans of the text (as qn_eval_cmp); progress sees the stages
+                              "sensitivity", "quantize" and "compare" */
+  const char* out_path;    /* keep the final .qnz here (NULL: a temporary file, removed) */
+  const qn_quantize_opts* quantize; /* optional (NULL = defaults): search, tokenizer_path and
+                              n_threads for the measurement, and every option of the final
+                              quantization except scheme, recipe_path and rules, which the
+                              chosen recipe replaces */
+} qn_mp_opts;
+
+/* The scheme chosen for one 2-D weight. */
+typedef struct qn_mp_tensor {
+  char name[96];   /* canonical name */
+  char scheme[24]; /* chosen scheme */
+  uint64_t bytes;  /* bytes stored in that scheme */
+  double kld[QN_MP_MAX_CANDIDATES]; /* measured KLD with this tensor alone in each candidate
+                                       (order of qn_mp_result.candidates), nats */
+} qn_mp_tensor;
+
+typedef struct qn_mp_result {
+  char* recipe;          /* recipe file text: '#' comments, "default S", "PATTERN S" lines;
+                            usable as qn_quantize_opts.recipe_path content; owned */
+  qn_mp_tensor* tensors; /* [n_tensors] in file order; owned */
+  int n_tensors;
+  char candidates[QN_MP_MAX_CANDIDATES][24]; /* [n_candidates] canonical names, as given */
+  int n_candidates;
+  qn_cmp_result cmp;       /* measurement of the final model against the source on the text */
+  double kld_predicted;    /* sum of the chosen tensors' individual KLDs */
+  uint64_t bytes;          /* bytes of all 2-D weights as chosen */
+  uint64_t bytes_smallest; /* ... with every weight in its smallest candidate */
+  uint64_t bytes_largest;  /* ... with every weight in its largest candidate */
+  double bpw;              /* bits per weight over the 2-D weights, as chosen */
+  int rounds;              /* quantize-and-measure rounds run */
+  double seconds;          /* wall time */
+} qn_mp_result;
+
+/* Mixed-precision search (docs: src/calib/mixed_precision.c): measures each 2-D weight's
+ * KLD alone in each candidate, picks a scheme per weight minimising bytes subject to the
+ * budget assuming the KLDs add, quantizes the whole model with that recipe and measures it
+ * (qn_eval_cmp); a miss tightens the selection budget and repeats. Fails with QN_ERANGE
+ * when even the largest candidates miss the budget. */
+qn_status qn_mixed_precision(const char* model_path, const char* text, size_t len,
+                             const qn_mp_opts* o, qn_mp_result* r);
+void qn_mp_result_free(qn_mp_result* r);
+
+/* ---- synthetic models and benchmarks ---- */
+
+/* Architecture shape of a synthetic-model preset (head_dim = dim / n_heads). */
+typedef struct qn_synth_preset {
+  const char* name;    /* "tiny", "llama-110m", "tinyllama-1.1b", "llama-7b" */
+  int dim;             /* residual width */
+  int hidden_dim;      /* MLP inner width */
+  int n_layers;        /* decoder blocks */
+  int n_heads;         /* query heads */
+  int n_kv_heads;      /* key/value heads */
+  int vocab_size;      /* tokens (embedding and separate output head rows) */
+  int max_seq_len;     /* max_position_embeddings */
+  const char* summary; /* which real model it has the shape of */
+} qn_synth_preset;
+
+/* The presets in table order; false past the last index. */
+bool qn_synth_preset_at(int i, qn_synth_preset* out);
+
+typedef struct qn_synth_opts {
+  const char* preset;      /* a preset name */
+  const char* dtype;       /* "f32", "f16" or "bf16" (NULL = bf16) */
+  uint64_t seed;           /* the same seed (and preset, dtype) writes the same bytes */
+  int n_threads;           /* threads drawing random numbers (0 = all cores) */
+  qn_progress_fn progress; /* stage "synth": bytes of model.safetensors written / total */
+  void* progress_user;
+} qn_synth_opts;
+
+/* Writes a synthetic Llama model -- random weights, FOR SPEED TESTS ONLY -- as a Hugging Face
+ * directory at out_dir: config.json, one model.safetensors, tokenizer.json (a byte-level BPE
+ * filled to the vocabulary size with generated merges) and tokenizer_config.json. Matrices
+ * (embedding and output head included) are N(0, 0.02^2), norm weights 1.0, deterministic
+ * from the seed. Streamed (a few MB of memory whatever the size) into out_dir.tmp.<pid>,
+ * then renamed; an existing out_dir is replaced only if it is an earlier synthetic model. */
+qn_status qn_synth_write(const char* out_dir, const qn_synth_opts* o);
+
+typedef struct qn_bench_opts {
+  int n_prompt;   /* prefill: tokens in one forward call (0 = no prefill) */
+  int n_gen;      /* decode: single-token steps after the prefill (0 = none) */
+  int reps;       /* repetitions; results are medians (0 = 1) */
+  int n_threads;  /* 0 = all cores */
+  const char* tokenizer_path; /* llama2.c tokenizer.bin, if not beside the model */
+  qn_progress_fn progress;    /* stage "bench": forward calls done / total */
+  void* progress_user;
+} qn_bench_opts;
+
+typedef struct qn_bench_result {
+  double load_ms;         /* qn_model_open wall time, ms (median over reps opens) */
+  double pp_tps;          /* prefill tokens/s: n_prompt / time of the prefill forward */
+  double tg_tps;          /* decode tokens/s: n_gen / total time of the decode steps */
+  double ttft_ms;         /* time to first token: prefill forward + greedy pick, ms */
+  double tpot_p50_ms;     /* time per output token (one decode step), median, ms */
+  double tpot_p99_ms;     /* ... 99th percentile (nearest rank) over all reps' steps, ms */
+  double tg_gbps;         /* bytes_per_token x tg_tps / 1e9: effective decode bandwidth */
+  double pp_gops;         /* 2 x (layer matmul params x n_prompt + head params) / prefill
+                             time / 1e9 (linear layers only, attention not counted; the
+                             head runs for the last prompt token only) */
+  uint64_t bytes_per_token; /* weight bytes a decode step streams (embedding excluded) */
+  int64_t matmul_params;  /* weights of all linear layers, output head included */
+  int64_t n_params;       /* all weights (qn_model_info.n_params) */
+  double bpw;             /* 8 x stored bytes of all tensors / n_params */
+  uint64_t rss_bytes;     /* peak resident set size of the process (ru_maxrss) */
+  bool int8_activations;  /* some weight takes int8 activations (compare with VNNI peak) */
+  const char* format;     /* model file format ("hf", "qnz"...; a static string) */
+  const char* kernels;    /* kernel path in use ("ref", "blas"...; a static string) */
+  int n_threads;          /* threads used */
+  int n_prompt, n_gen, reps; /* as run */
+} qn_bench_result;
+
+/* Opens the model reps times (load time), then on one open model and one session runs a
+ * warm-up (a short prefill and one decode step), then reps times: prefill n_prompt
+ * pseudo-random tokens (BOS first) in one forward call, then n_gen greedy single-token decode
+ * steps. Positions may run past the model's trained context (speed does not depend on it). */
+qn_status qn_bench_model(const char* path, const qn_bench_opts* o, qn_bench_result* r);
+
+/* The machine's limits, measured with all n_threads at once. */
+typedef struct qn_bench_limits {
+  double membw_gbps;   /* best read bandwidth over a buffer much larger than the caches, GB/s */
+  double vnni_gops;    /* int8 peak: 512-bit vpdpbusd register loop, GOPS (multiply-add = 2
+                          ops); 0 when the CPU lacks AVX512-VNNI */
+  double fma_gflops;   /* FP32 peak: fused multiply-add register loop, GFLOPS (FMA = 2) */
+  char fma_isa[8];     /* vector width of the FMA loop: "avx512", "avx2" or "none" */
+  int n_threads;       /* threads measured */
+  uint64_t membw_bytes; /* buffer size of the bandwidth test */
+} qn_bench_limits;
+
+/* Measures read bandwidth (membw_bytes buffer, 0 = 1 GiB; best of 5 passes) and the VNNI and
+ * FMA peaks (best of 3 runs of ~0.1 s). n_threads 0 = all cores. */
+qn_status qn_bench_machine(int n_threads, uint64_t membw_bytes, qn_bench_limits* out);
 
 #ifdef __cplusplus
 }

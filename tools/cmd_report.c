@@ -524,8 +524,8 @@ static int on_progress(void* user, const char* stage, int64_t done, int64_t tota
 }
 
 /* Quantizes MODEL to row r's scheme and compares it with base. */
-static qn_status measure(const report_args* a, qn_model* base, const char* text, size_t len,
-                         report_row* r) {
+/* Quantizes MODEL to r's scheme into r->qnz_path. */
+static qn_status quantize_row(const report_args* a, report_row* r) {
   progress_ctx pc = {r->label, ""};
   qn_quantize_opts qo;
   memset(&qo, 0, sizeof qo);
@@ -543,24 +543,41 @@ static qn_status measure(const report_args* a, qn_model* base, const char* text,
   r->bytes_source = qr.file_bytes_in;
   r->quant_s = qr.seconds;
   qn_quantize_report_free(&qr);
+  return QN_OK;
+}
+
+/* Decode speed: 64 greedy tokens from BOS (or a one-space prompt without BOS). */
+static qn_status decode_speed(qn_model* m, double* tps) {
+  qn_sampler_opts so;
+  qn_sampler_opts_default(&so);
+  so.temperature = 0;
+  qn_model_info in;
+  qn_model_get_info(m, &in);
+  qn_gen_stats gs;
+  qn_status st = qn_generate(m, in.bos_id >= 0 ? "" : " ", 64, &so, NULL, NULL, &gs);
+  *tps = gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0;
+  return st;
+}
+
+/* Opens every quantized model and compares them all with base in one pass over the text
+ * (the base model runs once per span), then measures each one's decode speed. */
+static qn_status compare_all(const report_args* a, qn_model* base, const char* text, size_t len,
+                             report_row* rows, int n) {
   qn_model_opts mo = {a->tok, (int)a->threads};
-  qn_model* quant = NULL;
-  st = qn_model_open(r->qnz_path, &mo, &quant);
-  if (st != QN_OK) return st;
+  qn_model** q = calloc((size_t)n, sizeof *q);
+  qn_cmp_result* res = calloc((size_t)n, sizeof *res);
+  qn_status st = (q && res) ? QN_OK : QN_ENOMEM;
+  for (int i = 0; i < n && st == QN_OK; i++) st = qn_model_open(rows[i].qnz_path, &mo, &q[i]);
+  progress_ctx pc = {"all schemes", ""};
   qn_ppl_opts po = {(int)a->ctx, (int)a->chunks, a->sep, on_progress, &pc};
-  st = qn_eval_cmp(base, quant, text, len, &po, &r->cmp);
-  if (st == QN_OK) {
-    /* decode speed: 64 greedy tokens from BOS (or a one-space prompt without BOS) */
-    qn_sampler_opts so;
-    qn_sampler_opts_default(&so);
-    so.temperature = 0;
-    qn_model_info in;
-    qn_model_get_info(quant, &in);
-    qn_gen_stats gs;
-    st = qn_generate(quant, in.bos_id >= 0 ? "" : " ", 64, &so, NULL, NULL, &gs);
-    r->decode_tps = gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0;
+  if (st == QN_OK) st = qn_eval_cmp_multi(base, q, n, text, len, &po, res);
+  for (int i = 0; i < n && st == QN_OK; i++) {
+    rows[i].cmp = res[i];
+    st = decode_speed(q[i], &rows[i].decode_tps);
   }
-  qn_model_free(quant);
+  for (int i = 0; q && i < n; i++) qn_model_free(q[i]);
+  free(q);
+  free(res);
   return st;
 }
 
@@ -610,14 +627,17 @@ static int run_report(const report_args* a, report_row* rows, int n, report_doc*
     if (!rows[i].qnz_path) {
       fprintf(stderr, "quench %s: out of memory\n", C);
       rc = 1;
-    } else if ((st = measure(a, base, text, len, &rows[i])) != QN_OK) {
+    } else if ((st = quantize_row(a, &rows[i])) != QN_OK) {
       fprintf(stderr, "quench %s: %s: %s\n", C, rows[i].label,
               *qn_last_error() ? qn_last_error() : qn_status_name(st));
       rc = 1;
-    } else {
-      print_row_line(&rows[i], i, n);
     }
   }
+  if (rc == 0 && (st = compare_all(a, base, text, len, rows, n)) != QN_OK) {
+    fprintf(stderr, "quench %s: %s\n", C, *qn_last_error() ? qn_last_error() : qn_status_name(st));
+    rc = 1;
+  }
+  for (int i = 0; i < n && rc == 0; i++) print_row_line(&rows[i], i, n);
   free(text);
   if (rc == 0) {
     d->rows = rows;
