@@ -154,18 +154,16 @@ qn_status qn_tok_load_merges(qn_tokenizer* t) {
 
 /* ---- special tokens ---- */
 
-static int cmp_special(const void* a, const void* b, void* lens) {
-  const int* len = lens;
-  int x = *(const int*)a, y = *(const int*)b;
-  if (len[x] != len[y]) return len[y] - len[x];
-  return x - y;
+/* True if special x must be tried before y: longer first, then lower id. */
+static bool special_before(int x, int y, const int* lens) {
+  return lens[x] != lens[y] ? lens[x] > lens[y] : x < y;
 }
 
-/* Insertion sort (few specials; qsort_r is not C11). */
+/* Insertion sort (few specials; qsort has no context argument in C11). */
 static void sort_specials(int* ids, int n, const int* lens) {
   for (int i = 1; i < n; i++) {
     int x = ids[i], j = i - 1;
-    while (j >= 0 && cmp_special(&ids[j], &x, (void*)lens) > 0) {
+    while (j >= 0 && special_before(x, ids[j], lens)) {
       ids[j + 1] = ids[j];
       j--;
     }

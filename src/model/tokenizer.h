@@ -20,7 +20,9 @@ qn_status qn_tokenizer_encode(const qn_tokenizer* t, const char* text, size_t le
                               int** ids, int* n_ids);
 
 /* Raw bytes a token stands for, after the format's decoding (SPM: U+2581 -> ' ', <0xNN> ->
- * byte; BPE: byte-unicode alphabet -> bytes). Control tokens (BOS/EOS) give 0 bytes.
+ * byte; BPE: byte-unicode alphabet -> bytes). SPM control tokens (BOS/EOS) give 0 bytes;
+ * BPE added tokens (CONTROL or USER_DEFINED, e.g. <|endoftext|>) give their text, as
+ * Hugging Face decodes them, so callers that stop at EOS should not print it.
  * prev: previous token id or -1 (SPM drops the leading space of the first piece after
  * BOS). Returns bytes written (at most cap), or -1 for an id out of range. */
 int qn_tokenizer_token_bytes(const qn_tokenizer* t, int id, int prev, char* buf, int cap);

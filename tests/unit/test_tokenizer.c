@@ -68,9 +68,9 @@ static int b2u(int b, char* out) {
 
 /* Byte-level vocab: ids 0..255 are the bytes' characters, then extra tokens (byte-unicode
  * text), then added tokens (raw text; CONTROL unless listed as user-defined). */
-static void make_bpe(qn_vocab* v, const char* const* extra, int n_extra,
-                     const char* const* merges, int n_merges, const char* const* added,
-                     const uint8_t* added_attrs, int n_added) {
+static void make_bpe(qn_vocab* v, const char* const* extra, int n_extra, const char* const* merges,
+                     int n_merges, const char* const* added, const uint8_t* added_attrs,
+                     int n_added) {
   assert_int_equal(qn_vocab_alloc(v, QN_VOCAB_BPE, 256 + n_extra + n_added, false), QN_OK);
   for (int b = 0; b < 256; b++) {
     char u[4];
@@ -206,7 +206,7 @@ static void test_spm_decode_space_after_bos(void** state) {
   assert_memory_equal(buf, "a", 1);
   assert_int_equal(qn_tokenizer_token_bytes(t, 261, 260, buf, sizeof buf), 2);
   assert_memory_equal(buf, " a", 2);
-  assert_int_equal(qn_tokenizer_token_bytes(t, 1, -1, buf, sizeof buf), 0);  /* control */
+  assert_int_equal(qn_tokenizer_token_bytes(t, 1, -1, buf, sizeof buf), 0);       /* control */
   assert_int_equal(qn_tokenizer_token_bytes(t, 3 + 'x', -1, buf, sizeof buf), 1); /* byte */
   assert_int_equal(buf[0], 'x');
   assert_int_equal(qn_tokenizer_token_bytes(t, 261, 260, buf, 1), 1); /* truncated to cap */
@@ -252,7 +252,9 @@ static void test_bpe_pretokenizer_splits(void** state) {
   qn_vocab v;
   qn_tokenizer* t;
   /* 256 aa, 257 bĠ (b followed by a space), 258 Ġa; merges never cross a regex piece. */
-  const char* extra[] = {"aa", "b\xc4\xa0", "\xc4\xa0" "a"};
+  const char* extra[] = {"aa", "b\xc4\xa0",
+                         "\xc4\xa0"
+                         "a"};
   const char* merges[] = {"b \xc4\xa0", "a a", "\xc4\xa0 a"};
   make_bpe(&v, extra, 3, merges, 3, NULL, NULL, 0);
   assert_int_equal(qn_tokenizer_new(&v, &t), QN_OK);
@@ -286,7 +288,8 @@ static void test_special_tokens(void** state) {
   expect_ids(t, "<|endoftext|>", true, (int[]){257, 257}, 2);
   expect_ids(t, "<|a|>b", false, (int[]){259}, 1); /* longest match */
   expect_ids(t, "<|a|>a", false, (int[]){258, 'a'}, 2);
-  expect_ids(t, "<|endoftext|", false, (int[]){'<', '|', 'e', 'n', 'd', 'o', 'f', 't', 'e', 'x', 't', '|'}, 12);
+  expect_ids(t, "<|endoftext|", false,
+             (int[]){'<', '|', 'e', 'n', 'd', 'o', 'f', 't', 'e', 'x', 't', '|'}, 12);
   /* Byte-level decoding writes added tokens as their text. */
   expect_roundtrip(t, "x<|endoftext|>\ny<|a|>b", 22, false);
   qn_tokenizer_free(t);
@@ -337,7 +340,10 @@ static void test_detok_emoji_bytes(void** state) {
   assert_memory_equal(out, "\xef\xbf\xbd", 3);
   assert_int_equal(qn_detok_push(&d, 3 + 0xe2, out, sizeof out), 0);
   assert_int_equal(qn_detok_push(&d, 260, out, sizeof out), 4); /* "a" */
-  assert_memory_equal(out, "\xef\xbf\xbd" "a", 4);
+  assert_memory_equal(out,
+                      "\xef\xbf\xbd"
+                      "a",
+                      4);
   qn_tokenizer_free(t);
   qn_vocab_free(&v);
 }
@@ -347,8 +353,9 @@ static void test_detok_emoji_bytes(void** state) {
 static const char* const kTexts[] = {
     "Hello, world!",
     "  leading and trailing spaces  ",
-    "\xe4\xb8\xad\xe6\x96\x87 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",         /* CJK */
-    "emoji \xf0\x9f\x99\x82\xf0\x9f\x9a\x80 \xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", /* 🙂🚀 👍🏽 */
+    "\xe4\xb8\xad\xe6\x96\x87 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",           /* CJK */
+    "emoji \xf0\x9f\x99\x82\xf0\x9f\x9a\x80 \xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", /* 🙂🚀 👍🏽
+                                                                                */
     "tabs\tand\r\nCRLF\r\n\n",
     "def f(x):\n\treturn x  # caf\xc3\xa9\n",
     "a",
@@ -501,9 +508,12 @@ static void sb_json_str(sbuf* b, const char* s) {
   for (; *s; s++) {
     char e[8];
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') snprintf(e, sizeof e, "\\%c", c);
-    else if (c < 0x20) snprintf(e, sizeof e, "\\u%04x", c);
-    else snprintf(e, sizeof e, "%c", c);
+    if (c == '"' || c == '\\')
+      snprintf(e, sizeof e, "\\%c", c);
+    else if (c < 0x20)
+      snprintf(e, sizeof e, "\\u%04x", c);
+    else
+      snprintf(e, sizeof e, "%c", c);
     sb_add(b, e);
   }
   sb_add(b, "\"");
@@ -540,12 +550,13 @@ static void test_hf_byte_level(void** state) {
    * Pre-tokenizer: a Split regex isolating runs of letters with an optional leading space,
    * then ByteLevel without its own regex. Merges in the [a, b] form. */
   sbuf j = {0};
-  sb_add(&j, "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":258,\"content\":\"<|eot|>\","
-             "\"special\":true}],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Sequence\","
-             "\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\" ?[a-z]+|[^a-z]\"},"
-             "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\","
-             "\"add_prefix_space\":false,\"use_regex\":false}]},\"decoder\":{\"type\":"
-             "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{");
+  sb_add(&j,
+         "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":258,\"content\":\"<|eot|>\","
+         "\"special\":true}],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Sequence\","
+         "\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\" ?[a-z]+|[^a-z]\"},"
+         "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\","
+         "\"add_prefix_space\":false,\"use_regex\":false}]},\"decoder\":{\"type\":"
+         "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{");
   for (int b = 0; b < 256; b++) {
     char u[4], num[16];
     b2u(b, u);
@@ -553,7 +564,9 @@ static void test_hf_byte_level(void** state) {
     snprintf(num, sizeof num, ":%d,", b);
     sb_add(&j, num);
   }
-  sb_add(&j, "\"ab\":256,\"\xc4\xa0" "ab\":257},\"merges\":[[\"a\",\"b\"],[\"\xc4\xa0\",\"ab\"]]}}");
+  sb_add(&j,
+         "\"ab\":256,\"\xc4\xa0"
+         "ab\":257},\"merges\":[[\"a\",\"b\"],[\"\xc4\xa0\",\"ab\"]]}}");
   const char* dir = make_dir();
   write_file(dir, "tokenizer.json", j.s);
   write_file(dir, "tokenizer_config.json",
@@ -597,20 +610,24 @@ static void test_hf_sentencepiece_style(void** state) {
    * ids: 0 <unk>, 1 <s>, 2 </s>, 3..258 <0xNN>, 259 ▁, 260 a, 261 b, 262 ab, 263 ▁ab, 264 ba.
    * "ba" is in the vocabulary but no merge makes it. */
   sbuf j = {0};
-  sb_add(&j, "{\"added_tokens\":[{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
-             "{\"id\":1,\"content\":\"<s>\",\"special\":true},"
-             "{\"id\":2,\"content\":\"</s>\",\"special\":true}],"
-             "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\","
-             "\"prepend\":\"" SP "\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},"
-             "\"content\":\"" SP "\"}]},\"pre_tokenizer\":null,"
-             "\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"unk_token\":\"<unk>\","
-             "\"vocab\":{\"<unk>\":0,\"<s>\":1,\"</s>\":2,");
+  sb_add(&j,
+         "{\"added_tokens\":[{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
+         "{\"id\":1,\"content\":\"<s>\",\"special\":true},"
+         "{\"id\":2,\"content\":\"</s>\",\"special\":true}],"
+         "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\","
+         "\"prepend\":\"" SP
+         "\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},"
+         "\"content\":\"" SP
+         "\"}]},\"pre_tokenizer\":null,"
+         "\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"unk_token\":\"<unk>\","
+         "\"vocab\":{\"<unk>\":0,\"<s>\":1,\"</s>\":2,");
   for (int b = 0; b < 256; b++) {
     char e[32];
     snprintf(e, sizeof e, "\"<0x%02X>\":%d,", b, 3 + b);
     sb_add(&j, e);
   }
-  sb_add(&j, "\"" SP "\":259,\"a\":260,\"b\":261,\"ab\":262,\"" SP "ab\":263,\"ba\":264},"
+  sb_add(&j, "\"" SP "\":259,\"a\":260,\"b\":261,\"ab\":262,\"" SP
+             "ab\":263,\"ba\":264},"
              "\"merges\":[\"a b\",\"" SP " ab\"]}}");
   const char* dir = make_dir();
   write_file(dir, "tokenizer.json", j.s);
