@@ -15,7 +15,10 @@ int cmd_eval(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_report(int argc, char** argv);
+int cmd_sensitivity(int argc, char** argv);
 int cmd_demo(int argc, char** argv);
+int cmd_synth(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 /* Prints the help text of a subcommand on stdout. */
 void cli_print_help(const char* name);

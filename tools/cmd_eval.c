@@ -1,6 +1,10 @@
 /* cmd_eval.c: `quench eval ppl` and `quench eval cmp`. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -126,13 +130,21 @@ static int eval_ppl(int argc, char** argv) {
   return 0;
 }
 
+/* Bytes of a model file, or of the regular files directly inside a model directory. */
 static uint64_t file_size(const char* path) {
-  FILE* f = fopen(path, "rb");
-  if (!f) return 0;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fclose(f);
-  return n > 0 ? (uint64_t)n : 0;
+  struct stat st;
+  if (stat(path, &st) != 0) return 0;
+  if (!S_ISDIR(st.st_mode)) return (uint64_t)st.st_size;
+  DIR* d = opendir(path);
+  if (!d) return 0;
+  uint64_t total = 0;
+  for (struct dirent* e; (e = readdir(d)) != NULL;) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+    if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) total += (uint64_t)st.st_size;
+  }
+  closedir(d);
+  return total;
 }
 
 /* Bytes and bits per weight of a model as stored. */

@@ -1,4 +1,5 @@
-/* cmd_quantize.c: `quench quantize`: model -> .qnz with a per-tensor error table. */
+/* cmd_quantize.c: `quench quantize`: model -> .qnz with a per-tensor error table, and the
+ * calibration summary table when calibration ran (--calib). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,37 @@ static void print_table(const qn_quantize_report* r) {
       r->seconds);
 }
 
+/* The calibration summary: one row per observed (layer, site). */
+static void print_calib(const qn_quantize_report* r) {
+  if (!r->n_calib) return;
+  printf("\ncalibration: %lld tokens, method %s", (long long)r->calib_tokens, r->calib_method);
+  if (!strcmp(r->calib_method, "percentile")) printf(" %g", r->calib_percentile);
+  printf(", %.2f s\n", r->calib_seconds);
+  bool smooth = false;
+  for (int i = 0; i < r->n_calib; i++)
+    if (r->calib[i].smooth_alpha >= 0) smooth = true;
+  printf("%-6s %-10s %11s %11s %11s %9s%s\n", "layer", "site", "min", "max", "threshold",
+         "clipped%", smooth ? "  alpha" : "");
+  for (int i = 0; i < r->n_calib; i++) {
+    const qn_calib_site_report* c = &r->calib[i];
+    char layer[16];
+    if (c->layer < 0)
+      snprintf(layer, sizeof layer, "head");
+    else
+      snprintf(layer, sizeof layer, "%d", c->layer);
+    printf("%-6s %-10s %11.4g %11.4g %11.4g %9.4f", layer, c->site, c->min, c->max, c->threshold,
+           100.0 * c->clipped);
+    if (smooth) {
+      if (c->smooth_alpha >= 0)
+        printf("  %5.2f", c->smooth_alpha);
+      else
+        printf("  %5s", "-");
+    }
+    printf("\n");
+  }
+  if (smooth) printf("(min, max and threshold are those of the smoothed activations x / s)\n");
+}
+
 static void print_json(const qn_quantize_report* r, const char* out) {
   printf("{\"output\": ");
   cli_json_str(stdout, out);
@@ -59,15 +91,85 @@ static void print_json(const qn_quantize_report* r, const char* out) {
     printf(", \"max_abs_err\": %.6g, \"rmse\": %.6g, \"bytes\": %llu}", t->max_abs_err, t->rmse,
            (unsigned long long)t->bytes_out);
   }
-  printf("]}\n");
+  printf("]");
+  if (r->n_calib) {
+    printf(
+        ", \"calib\": {\"method\": \"%s\", \"percentile\": %g, \"tokens\": %lld, "
+        "\"fallback_frac\": %.6f, \"seconds\": %.3f, \"sites\": [",
+        r->calib_method, r->calib_percentile, (long long)r->calib_tokens, r->calib_fallback,
+        r->calib_seconds);
+    for (int i = 0; i < r->n_calib; i++) {
+      const qn_calib_site_report* c = &r->calib[i];
+      printf(
+          "%s{\"layer\": %d, \"site\": \"%s\", \"min\": %.6g, \"max\": %.6g, "
+          "\"threshold\": %.6g, \"clipped\": %.6g",
+          i ? ", " : "", c->layer, c->site, c->min, c->max, c->threshold, c->clipped);
+      if (c->smooth_alpha >= 0) printf(", \"alpha\": %.2f", c->smooth_alpha);
+      printf("}");
+    }
+    printf("]}");
+  }
+  printf("}\n");
+}
+
+static void print_warning(void* user, const char* msg) {
+  (void)user;
+  fprintf(stderr, "quench quantize: warning: %s\n", msg);
+}
+
+/* --smooth ALPHA|auto. */
+static bool parse_smooth(const char* C, const char* v, qn_quantize_opts* o) {
+  if (!strcmp(v, "auto")) {
+    o->smooth_auto = true;
+    return true;
+  }
+  char* end;
+  double a = strtod(v, &end);
+  if (end == v || *end) {
+    cli_usage_error(C, "--smooth: '%s' is not a number in [0, 1] or 'auto'", v);
+    return false;
+  }
+  if (!(a >= 0 && a <= 1)) {
+    cli_usage_error(C, "--smooth %s is out of range: ALPHA must lie in [0, 1] (or be 'auto')", v);
+    return false;
+  }
+  o->smooth = true;
+  o->smooth_alpha = a;
+  return true;
+}
+
+/* --percentile P with P in (0, 100). */
+static bool parse_percentile(const char* C, const char* v, double* out) {
+  char* end;
+  double p = strtod(v, &end);
+  if (end == v || *end || !(p > 0 && p < 100)) {
+    cli_usage_error(C, "--percentile: '%s' is not a number in (0, 100), e.g. 99.99", v);
+    return false;
+  }
+  *out = p;
+  return true;
 }
 
 /* True for the options of `quantize` that take a value (anything else unknown is reported
  * as unknown, not as missing its value). */
 static bool takes_value(const char* a) {
-  static const char* const k[] = {"-m",          "--model",  "-o",       "--output",
-                                  "-s",          "--scheme", "--recipe", "--rule",
-                                  "--tokenizer", "-t",       "--threads"};
+  static const char* const k[] = {"-m",
+                                  "--model",
+                                  "-o",
+                                  "--output",
+                                  "-s",
+                                  "--scheme",
+                                  "--recipe",
+                                  "--rule",
+                                  "--tokenizer",
+                                  "-t",
+                                  "--threads",
+                                  "--calib",
+                                  "--calib-tokens",
+                                  "--calib-ctx",
+                                  "--calib-method",
+                                  "--percentile",
+                                  "--smooth"};
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
     if (!strcmp(a, k[i])) return true;
   return false;
@@ -97,6 +199,8 @@ int cmd_quantize(int argc, char** argv) {
       json = true;
     } else if (!strcmp(a, "--search")) {
       o.search = true;
+    } else if (!strcmp(a, "--calib-kv")) {
+      o.calib_kv = true;
     } else if (!takes_value(a)) {
       rc = cli_usage_error(C, "unknown option '%s'", a);
     } else if (!(v = cli_value(C, argc, argv, &i))) {
@@ -115,6 +219,22 @@ int cmd_quantize(int argc, char** argv) {
       o.tokenizer_path = v;
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
       if (!cli_int(C, a, v, 1, 256, &threads)) rc = 2;
+    } else if (!strcmp(a, "--calib")) {
+      o.calib_path = v;
+    } else if (!strcmp(a, "--calib-tokens")) {
+      long n;
+      if (!cli_int(C, a, v, 1, 2000000000L, &n)) rc = 2;
+      o.calib_tokens = n;
+    } else if (!strcmp(a, "--calib-ctx")) {
+      long n;
+      if (!cli_int(C, a, v, 2, 1 << 20, &n)) rc = 2;
+      o.calib_ctx = (int)n;
+    } else if (!strcmp(a, "--calib-method")) {
+      o.calib_method = v;
+    } else if (!strcmp(a, "--percentile")) {
+      if (!parse_percentile(C, v, &o.calib_percentile)) rc = 2;
+    } else if (!strcmp(a, "--smooth")) {
+      if (!parse_smooth(C, v, &o)) rc = 2;
     } else {
       rc = cli_usage_error(C, "unknown option '%s'", a);
     }
@@ -132,14 +252,17 @@ int cmd_quantize(int argc, char** argv) {
   o.n_rules = n_rules;
   o.n_threads = (int)threads;
   o.progress = json ? NULL : cli_progress;
+  o.warn = print_warning;
   qn_quantize_report r;
   qn_status st = qn_quantize(in, out, &o, &r);
   free(rules);
   if (st != QN_OK) return cli_fail(C, st);
   if (json)
     print_json(&r, out);
-  else
+  else {
     print_table(&r);
+    print_calib(&r);
+  }
   qn_quantize_report_free(&r);
   return 0;
 }

@@ -40,6 +40,36 @@ int qn_blas_row_block(const qn_qtensor* W);
 void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
                     float* scratch);
 
+/* ---- schemes with int8 activations (traits->act != QN_ACT_FLOAT) ---- */
+
+/* Largest cols for which an int8 x int8 row sum cannot overflow int32
+ * (127 * 127 * cols <= INT32_MAX); weights of these schemes are refused beyond it. */
+#define QN_I8_MAX_COLS 133143
+
+/* Scratch floats qn_matmul_i8_ref needs: n token scales, n x cols int8 codes, and for
+ * int4 weights one decoded row (cols int8) per thread. */
+size_t qn_matmul_i8_scratch_floats(const qn_qtensor* W, int n, int n_threads);
+
+/* The integer reference (the spec for SIMD/CUDA kernels, bit for bit): quantizes each token
+ * of X to int8 once (scale W->act_scale for QN_ACT_I8_STATIC, absmax/127 per token for
+ * QN_ACT_I8_DYNAMIC), then per row and token sums int8 x int8 products in int32 and scales
+ * the sum(s) in float in the exact order documented in matmul_i8_ref.c and
+ * docs/QUANTIZATION.md. W->cols <= QN_I8_MAX_COLS. Parallel over tokens, then rows. */
+void qn_matmul_i8_ref(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
+                      float* scratch);
+
+/* Building blocks of qn_matmul_i8_ref, exposed so tests and other kernels share them: */
+/* s if s >= FLT_MIN (+inf included), else 1 (zero, subnormal or NaN scale). */
+float qn_i8_valid_scale(float s);
+/* Dynamic scale of one token: qn_i8_valid_scale(max_c |x_c| / 127). */
+float qn_i8_token_scale(const float* x, int64_t cols);
+/* Code of x at scale s: clamp(rintf(x / s), -127, 127) (ties to even), NaN -> 0. */
+int8_t qn_i8_code(float x, float s);
+/* q[c] = qn_i8_code(x[c], s) for c < cols. */
+void qn_i8_quantize_row(const float* x, int64_t cols, float s, int8_t* q);
+/* sum_i a[i] * b[i] in int32 (n <= QN_I8_MAX_COLS, so it cannot overflow). */
+int32_t qn_i8_dot(const int8_t* a, const int8_t* b, int64_t n);
+
 /* ---- attention ---- */
 
 /* Causal attention of one head for n consecutive queries at positions p0 .. p0+n-1 of one

@@ -1,12 +1,15 @@
-/* weights.c: binds the decoder's tensors by canonical name and checks their shapes. */
+/* weights.c: binds the decoder's tensors by canonical name and checks their shapes; weights
+ * with a static int8 activation scale also bind and check their NAME.act_scale tensor. */
 #include "model/weights.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/half.h"
 #include "core/status.h"
+#include "kernels/kernels.h"
 
 static const char* shape_str(const qn_tensor* t, char* buf, size_t cap) {
   int o = snprintf(buf, cap, "[");
@@ -16,8 +19,38 @@ static const char* shape_str(const qn_tensor* t, char* buf, size_t cap) {
   return buf;
 }
 
-qn_status qn_weights_bind_matrix(const qn_source* s, const char* name, int64_t rows, int64_t cols,
-                                 qn_qtensor* out) {
+/* Binds NAME.act_scale, the calibrated int8 step of a static-activation weight: an F32
+ * tensor of shape [1] holding a positive, finite, normal float. Absent is an error only when
+ * `required` (an untied embedding table is only looked up, never multiplied). */
+static qn_status bind_act_scale(const qn_source* s, const char* name, const char* scheme,
+                                bool required, qn_qtensor* out) {
+  char an[QN_NAME_MAX + 16], buf[96];
+  snprintf(an, sizeof an, "%s.act_scale", name);
+  const qn_tensor* t = qn_source_find(s, an);
+  if (!t) {
+    if (!required) return QN_OK;
+    return qn_error(QN_EFORMAT,
+                    "%s: '%s' (%s) has no '%s' tensor (static activation scale; quantize with "
+                    "--calib, or use w8a8-dynamic)",
+                    s->path, name, scheme, an);
+  }
+  if (t->dtype != QN_DTYPE_F32 || t->ndim != 1 || t->shape[0] != 1 || t->nbytes != 4)
+    return qn_error(QN_EFORMAT, "%s: '%s' is %s %s, expected F32 [1]", s->path, an,
+                    qn_dtype_name(t->dtype), shape_str(t, buf, sizeof buf));
+  float v;
+  memcpy(&v, t->data, sizeof v);
+  if (!(v >= FLT_MIN && v <= FLT_MAX))
+    return qn_error(QN_EFORMAT,
+                    "%s: '%s' is %g; an activation scale must be positive, finite and normal",
+                    s->path, an, (double)v);
+  out->act_scale = v;
+  return QN_OK;
+}
+
+/* qn_weights_bind_matrix; need_act: a static-activation weight must carry NAME.act_scale
+ * (the model's multiplied weights); without it the scale is bound only when present. */
+static qn_status bind_matrix(const qn_source* s, const char* name, int64_t rows, int64_t cols,
+                             bool need_act, qn_qtensor* out) {
   memset(out, 0, sizeof *out);
   const qn_tensor* t = qn_source_find(s, name);
   if (!t) return qn_error(QN_EFORMAT, "%s: tensor '%s' is missing", s->path, name);
@@ -55,6 +88,12 @@ qn_status qn_weights_bind_matrix(const qn_source* s, const char* name, int64_t r
         *dst[k] = c->data;
       }
     }
+    if (tr->act != QN_ACT_FLOAT && cols > QN_I8_MAX_COLS)
+      return qn_error(QN_EUNSUPPORTED,
+                      "%s: '%s' (%s) has %lld columns; int8-activation schemes allow at most %d "
+                      "(int32 sums)",
+                      s->path, name, tr->name, (long long)cols, QN_I8_MAX_COLS);
+    if (tr->act == QN_ACT_I8_STATIC) return bind_act_scale(s, name, tr->name, need_act, out);
     return QN_OK;
   }
   if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
@@ -74,6 +113,11 @@ qn_status qn_weights_bind_matrix(const qn_source* s, const char* name, int64_t r
   out->cols = cols;
   out->data = t->data;
   return QN_OK;
+}
+
+qn_status qn_weights_bind_matrix(const qn_source* s, const char* name, int64_t rows, int64_t cols,
+                                 qn_qtensor* out) {
+  return bind_matrix(s, name, rows, cols, false, out);
 }
 
 /* Binds a vector of n floats; f16/bf16 vectors are converted into w->owned. */
@@ -117,12 +161,14 @@ qn_status qn_weights_bind(const qn_source* s, qn_weights* w) {
     qn_weights_release(w);
     return qn_error(QN_ENOMEM, "out of memory");
   }
-  qn_status st = qn_weights_bind_matrix(s, "token_embd.weight", hp->vocab_size, dim, &w->tok_embd);
+  /* the embedding table needs an activation scale only when it is also the output head */
+  qn_status st =
+      bind_matrix(s, "token_embd.weight", hp->vocab_size, dim, hp->tied_embeddings, &w->tok_embd);
   char n[QN_NAME_MAX];
-#define BIND_M(field, nm, r, c)                          \
-  if (st == QN_OK) {                                     \
-    snprintf(n, sizeof n, "blk.%d." nm, l);              \
-    st = qn_weights_bind_matrix(s, n, r, c, &lw->field); \
+#define BIND_M(field, nm, r, c)                     \
+  if (st == QN_OK) {                                \
+    snprintf(n, sizeof n, "blk.%d." nm, l);         \
+    st = bind_matrix(s, n, r, c, true, &lw->field); \
   }
 #define BIND_V(field, nm, len, opt)                  \
   if (st == QN_OK) {                                 \
@@ -151,7 +197,7 @@ qn_status qn_weights_bind(const qn_source* s, qn_weights* w) {
     if (hp->tied_embeddings)
       w->output = w->tok_embd;
     else
-      st = qn_weights_bind_matrix(s, "output.weight", hp->vocab_size, dim, &w->output);
+      st = bind_matrix(s, "output.weight", hp->vocab_size, dim, true, &w->output);
   }
   if (st != QN_OK) qn_weights_release(w);
   return st;

@@ -36,7 +36,8 @@ qn_status qn_weights_bind(const qn_source* s, qn_weights* w);
 void qn_weights_release(qn_weights* w);
 
 /* Binds one weight matrix of logical shape rows x cols by canonical name (used by the
- * .qnz writer and tests too). */
+ * .qnz writer and tests too). A w8a8-static weight's NAME.act_scale is checked and bound
+ * when present; qn_weights_bind requires it for every weight the model multiplies. */
 qn_status qn_weights_bind_matrix(const qn_source* s, const char* name, int64_t rows, int64_t cols,
                                  qn_qtensor* out);
 

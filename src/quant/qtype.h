@@ -32,6 +32,10 @@ typedef enum qn_qtype {
   QN_QTYPE_Q4A_G128,
   QN_QTYPE_F8_E4M3, /* OCP FP8 E4M3 codes, f32 scale per row */
   QN_QTYPE_F8_E5M2, /* OCP FP8 E5M2 codes, f32 scale per row */
+  /* int8 activations (traits.act != QN_ACT_FLOAT): integer kernels, see kernels.h */
+  QN_QTYPE_W8A8_STATIC,  /* weights as int8-channel; int8 activations, static per-tensor scale */
+  QN_QTYPE_W8A8_DYNAMIC, /* weights as int8-channel; int8 activations, per-token scale */
+  QN_QTYPE_W4A8,         /* weights as int4-g32; int8 activations, per-token scale */
   QN_QTYPE_COUNT
 } qn_qtype;
 

@@ -7,6 +7,15 @@
 #include "quant/quant_rows.h"
 
 #define REF_KERNELS "reference (dequantize-on-the-fly)"
+#define I8_KERNELS "reference integer (int8 x int8 -> int32)"
+/* Measured with quench eval cmp against FP32 (docs/QUANTIZATION.md, "Schemes with int8
+ * activations"): stories260K per story; pycode-19m 100 windows of 512. */
+#define W8A8_DYNAMIC_ACCURACY                                                              \
+  "near-lossless (mean KLD ~1.5e-3, top-1 ~98% on stories260K; KLD ~2.5e-3, PPL +0.3% on " \
+  "pycode-19m): about 3-8x int8-channel's loss"
+#define W4A8_ACCURACY                                                                 \
+  "lossy, about int4-g32's loss plus 1-6% (mean KLD ~0.12 on stories260K, ~0.047 on " \
+  "pycode-19m)"
 /* Largest |w| for schemes with f32 scales: keeps every candidate scale and product finite. */
 #define F32_SCALE_MAX_ABS 1e30f
 /* Largest |w| for schemes with fp16 scales or minimums (the fp16 range). */
@@ -76,6 +85,25 @@ static const qn_qtype_traits k_traits[QN_QTYPE_COUNT] = {
                           "fair: relative error <= 2^-3 per weight; coarser than fp8-e4m3",
                           "OCP FP8 E5M2 codes (max 57344), f32 scale per output row",
                           F32_SCALE_MAX_ABS, qn_dequant_row_f8_e5m2, qn_quantize_row_f8_e5m2},
+    /* int8 activations: weights stored exactly as int8-channel / int4-g32 */
+    [QN_QTYPE_W8A8_STATIC] = {"w8a8-static", 8, 0, QN_DTYPE_F32, false, I8_KERNELS,
+                              "depends on calibration: one scale per tensor clips or coarsens "
+                              "activation outliers (stories260K, min-max: mean KLD ~0.012, 8x "
+                              "w8a8-dynamic's); choose the method, try --smooth",
+                              "int8 codes [-127,127], f32 scale per output row; int8 "
+                              "activations at one calibrated f32 scale per tensor (NAME.act_scale)",
+                              F32_SCALE_MAX_ABS, qn_dequant_row_q8_c, qn_quantize_row_q8_c,
+                              QN_ACT_I8_STATIC},
+    [QN_QTYPE_W8A8_DYNAMIC] = {"w8a8-dynamic", 8, 0, QN_DTYPE_F32, false, I8_KERNELS,
+                               W8A8_DYNAMIC_ACCURACY,
+                               "int8 codes [-127,127], f32 scale per output row; int8 "
+                               "activations, scale absmax/127 per token at run time",
+                               F32_SCALE_MAX_ABS, qn_dequant_row_q8_c, qn_quantize_row_q8_c,
+                               QN_ACT_I8_DYNAMIC},
+    [QN_QTYPE_W4A8] = {"w4a8", 4, 32, QN_DTYPE_F16, false, I8_KERNELS, W4A8_ACCURACY,
+                       "int4 codes [-8,7], 2 per byte, fp16 scale per 32 columns; int8 "
+                       "activations, scale absmax/127 per token at run time",
+                       F16_MAX_ABS, qn_dequant_row_q4_g, qn_quantize_row_q4_g32, QN_ACT_I8_DYNAMIC},
 };
 
 const qn_qtype_traits* qn_qtype_traits_of(qn_qtype t) {

@@ -1,14 +1,21 @@
-/* quantize_model.c: model -> .qnz. Plans every output tensor from the recipe, then streams
- * tensor by tensor: dequantize the source weight to f32 (the only full-size buffer), quantize
- * it, measure the error, write it. Norms and biases are stored as f32. The metadata (written
- * last) carries hyper-parameters, vocabulary, the scheme of every weight, the recipe, the
- * source's SHA-256 and the per-tensor error statistics (docs/FORMAT.md). */
+/* quantize_model.c: model -> .qnz. When calibration is asked for (or a w8a8-static scheme
+ * needs it) the FP32 model first reads the calibration text (src/calib/calibrate.c), and
+ * SmoothQuant scales are derived from it (src/calib/smoothquant.c); then the model is closed
+ * again. Plans every output tensor from the recipe, then streams tensor by tensor: dequantize
+ * the source weight to f32 (the only full-size buffer), apply the SmoothQuant folds, quantize
+ * it, measure the error, write it (plus NAME.act_scale for static-activation schemes). Norms
+ * and biases are stored as f32. The metadata (written last) carries hyper-parameters,
+ * vocabulary, the scheme of every weight, the recipe, the source's SHA-256, the per-tensor
+ * error statistics and the calibration summary (docs/FORMAT.md). */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "calib/calibrate.h"
+#include "calib/smoothquant.h"
 #include "core/clock.h"
 #include "core/half.h"
 #include "core/sha256.h"
@@ -17,6 +24,7 @@
 #include "format/model_json.h"
 #include "format/qnz_writer.h"
 #include "format/source.h"
+#include "model/model.h"
 #include "model/weights.h"
 #include "quant/quantize_matrix.h"
 #include "quant/recipe.h"
@@ -28,7 +36,19 @@ typedef struct plan_item {
   qn_qtype scheme;      /* for matrices */
   int64_t rows, cols;   /* logical shape */
   int out[3];           /* output tensor indices: payload/values, scales, zeros (-1 = none) */
+  int act_out;          /* output index of NAME.act_scale (static activations), else -1 */
+  float act_scale;      /* its value: calibrated threshold / 127 */
 } plan_item;
+
+/* Rows of each linear input kept for the SmoothQuant alpha search. */
+#define SMOOTH_SAMPLE_ROWS 256
+
+/* What calibration produced for the quantizer. */
+typedef struct calib_state {
+  qn_calib* cal;  /* observers and thresholds (of the smoothed activations under SmoothQuant) */
+  qn_smooth* sm;  /* SmoothQuant scales, or NULL */
+  double seconds; /* wall time of calibration and smoothing */
+} calib_state;
 
 bool qn_scheme_at(int i, qn_scheme_info* out) {
   const qn_qtype_traits* tr = qn_qtype_traits_of((qn_qtype)i);
@@ -44,6 +64,7 @@ bool qn_scheme_at(int i, qn_scheme_info* out) {
 void qn_quantize_report_free(qn_quantize_report* rep) {
   if (!rep) return;
   free(rep->tensors);
+  free(rep->calib);
   memset(rep, 0, sizeof *rep);
 }
 
@@ -60,20 +81,35 @@ static qn_tensor out_tensor(const char* name, const char* suffix, qn_dtype dt, i
   return t;
 }
 
+/* Activation scale for a static-activation weight: its site's threshold / 127. */
+static qn_status act_scale_of(const calib_state* cs, const char* name, float* out) {
+  int layer = 0;
+  qn_act_site site = QN_SITE_ATTN_IN;
+  if (!qn_calib_site_of_weight(name, &layer, &site))
+    return qn_error(QN_EUNSUPPORTED, "'%s': no activation site for a static-activation scheme",
+                    name);
+  float T = cs && cs->cal ? qn_calib_threshold(cs->cal, layer, site) : 0;
+  if (!(T > 0)) T = 1e-6f; /* the site never saw a nonzero value */
+  *out = T / 127.0f;
+  return QN_OK;
+}
+
 /* Builds the plan and the output tensor list. */
-static qn_status make_plan(const qn_source* s, const qn_recipe* rc, plan_item* plan,
-                           qn_tensor* outs, int* n_out) {
+static qn_status make_plan(const qn_source* s, const qn_recipe* rc, const calib_state* cs,
+                           plan_item* plan, qn_tensor* outs, int* n_out) {
   int no = 0;
   for (int i = 0; i < s->n_tensors; i++) {
     const qn_tensor* t = &s->tensors[i];
     plan_item* p = &plan[i];
     memset(p, 0, sizeof *p);
     p->src = t;
-    p->out[0] = p->out[1] = p->out[2] = -1;
-    /* a .qnz source: companions are consumed with their weight */
+    p->out[0] = p->out[1] = p->out[2] = p->act_out = -1;
+    /* a .qnz source: companions are consumed with their weight (activation scales are
+       recomputed from this run's calibration) */
     size_t ln = strlen(t->name);
     if ((ln > 7 && strcmp(t->name + ln - 7, ".scales") == 0) ||
-        (ln > 6 && strcmp(t->name + ln - 6, ".zeros") == 0)) {
+        (ln > 6 && strcmp(t->name + ln - 6, ".zeros") == 0) ||
+        (ln > 10 && strcmp(t->name + ln - 10, ".act_scale") == 0)) {
       p->rows = -1; /* skip */
       continue;
     }
@@ -112,6 +148,19 @@ static qn_status make_plan(const qn_source* s, const qn_recipe* rc, plan_item* p
                                 sb * (uint64_t)ng * (uint64_t)p->rows);
           p->out[2] = no++;
         }
+      }
+      /* a static activation scale for every weight that multiplies activations (an untied
+         embedding is only looked up) */
+      bool head = strcmp(t->name, "token_embd.weight") != 0 || s->hp.tied_embeddings;
+      if (tr->act == QN_ACT_I8_STATIC && head) {
+        if (!cs || !cs->cal)
+          return qn_error(QN_EINVAL,
+                          "scheme %s (weight '%s') needs calibration: give --calib FILE with "
+                          "representative text (or use w8a8-dynamic)",
+                          tr->name, t->name);
+        QN_TRY(act_scale_of(cs, t->name, &p->act_scale));
+        outs[no] = out_tensor(t->name, ".act_scale", QN_DTYPE_F32, 1, 0, 1, 4);
+        p->act_out = no++;
       }
     } else {
       int64_t n = qn_tensor_nelem(t);
@@ -166,6 +215,166 @@ static void add_json_string(cJSON* md, const char* key, cJSON* obj) {
   cJSON_Delete(obj);
 }
 
+/* ---- calibration ---- */
+
+static qn_qtype recipe_scheme(void* user, const char* name) {
+  return qn_recipe_pick((const qn_recipe*)user, name);
+}
+
+static void warn(const qn_quantize_opts* o, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void warn(const qn_quantize_opts* o, const char* fmt, ...) {
+  if (!o->warn) return;
+  char msg[1400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  o->warn(o->warn_user, msg);
+}
+
+/* Checks the calibration and SmoothQuant options; fills the method and percentile. */
+static qn_status check_calib_opts(const qn_quantize_opts* o, qn_calib_method* method, double* pct) {
+  *method = QN_CALIB_PERCENTILE;
+  *pct = QN_CALIB_DEFAULT_PERCENTILE;
+  if (o->calib_method) {
+    int mi = qn_calib_method_from_name(o->calib_method);
+    if (mi < 0)
+      return qn_error(QN_EINVAL,
+                      "unknown calibration method '%s' (--calib-method: minmax, percentile, mse "
+                      "or entropy)",
+                      o->calib_method);
+    *method = (qn_calib_method)mi;
+  }
+  *pct = o->calib_percentile != 0 ? o->calib_percentile : QN_CALIB_DEFAULT_PERCENTILE;
+  if (!(*pct > 0 && *pct < 100))
+    return qn_error(QN_EINVAL, "--percentile %g is out of range: it must lie in (0, 100)",
+                    o->calib_percentile);
+  if (o->smooth && !o->smooth_auto && !(o->smooth_alpha >= 0 && o->smooth_alpha <= 1))
+    return qn_error(QN_EINVAL,
+                    "--smooth %g is out of range: ALPHA must lie in [0, 1] (or be 'auto')",
+                    o->smooth_alpha);
+  if ((o->smooth || o->smooth_auto) && !o->calib_path)
+    return qn_error(QN_EINVAL,
+                    "--smooth needs calibration data for the activation ranges: give --calib "
+                    "FILE");
+  if (o->calib_tokens < 0)
+    return qn_error(QN_EINVAL, "--calib-tokens %lld must be positive", (long long)o->calib_tokens);
+  if (o->calib_ctx < 0) return qn_error(QN_EINVAL, "--calib-ctx %d must be positive", o->calib_ctx);
+  return QN_OK;
+}
+
+/* Runs the FP32 model over the calibration text, derives the SmoothQuant scales when asked,
+ * and then observes again through the smoothing divisors, so that the thresholds and the
+ * summary are those of the smoothed activations. */
+static qn_status run_calibration(const char* in_path, const qn_quantize_opts* o,
+                                 const qn_recipe* rc, qn_calib_method method, double pct,
+                                 calib_state* cs) {
+  double t0 = qn_now();
+  qn_model_opts mo = {o->tokenizer_path, o->n_threads};
+  qn_model* m = NULL;
+  QN_TRY(qn_model_open(in_path, &mo, &m));
+  qn_calib_opts co;
+  memset(&co, 0, sizeof co);
+  co.max_tokens = o->calib_tokens;
+  co.ctx = o->calib_ctx;
+  co.observe_kv = o->calib_kv;
+  co.sample_rows = o->smooth_auto ? SMOOTH_SAMPLE_ROWS : 0;
+  co.progress = o->progress;
+  co.progress_user = o->progress_user;
+  qn_status st = qn_calib_run_file(m, o->calib_path, &co, &cs->cal);
+  if (st == QN_OK && cs->cal->fallback_frac > QN_CALIB_FALLBACK_WARN)
+    warn(o,
+         "calibration text '%s': %.0f%% of its tokens are byte-fallback or unknown tokens; it "
+         "is probably not text this model reads (binary data, another language or script), so "
+         "the activation ranges may not represent real use",
+         o->calib_path, 100.0 * cs->cal->fallback_frac);
+  if (st == QN_OK && o->calib_tokens > cs->cal->tokens)
+    warn(o, "calibration text '%s' gave %lld tokens, fewer than --calib-tokens %lld", o->calib_path,
+         (long long)cs->cal->tokens, (long long)o->calib_tokens);
+  if (st == QN_OK && o->smooth_auto) {
+    qn_smooth_search_opts so;
+    memset(&so, 0, sizeof so);
+    so.scheme_of = recipe_scheme;
+    so.scheme_user = (void*)rc;
+    so.method = method;
+    so.percentile = pct;
+    so.progress = o->progress;
+    so.progress_user = o->progress_user;
+    st = qn_smooth_search(m, cs->cal, &so, &cs->sm);
+    qn_calib_drop_samples(cs->cal);
+  } else if (st == QN_OK && o->smooth) {
+    st = qn_smooth_compute(m, cs->cal, o->smooth_alpha, &cs->sm);
+  }
+  if (st == QN_OK && qn_smooth_any(cs->sm)) {
+    qn_calib* c2 = NULL;
+    co.sample_rows = 0;
+    co.divide = &cs->sm->div;
+    st = qn_calib_run_file(m, o->calib_path, &co, &c2);
+    if (st == QN_OK) {
+      c2->fallback_frac = cs->cal->fallback_frac;
+      qn_calib_free(cs->cal);
+      cs->cal = c2;
+    }
+  }
+  if (st == QN_OK) st = qn_calib_choose(cs->cal, method, pct);
+  qn_model_free(m);
+  cs->seconds = qn_now() - t0;
+  return st;
+}
+
+/* The calibration summary for the metadata (quench.calib) with SmoothQuant's alphas. */
+static cJSON* calib_json(const calib_state* cs, const qn_quantize_opts* o) {
+  cJSON* j = qn_calib_summary_json(cs->cal);
+  if (!j) return NULL;
+  if (o->smooth_auto)
+    cJSON_AddStringToObject(j, "smooth", "auto");
+  else if (o->smooth)
+    cJSON_AddNumberToObject(j, "smooth", o->smooth_alpha);
+  else
+    cJSON_AddStringToObject(j, "smooth", "off");
+  cJSON* sites = cJSON_GetObjectItem(j, "sites");
+  cJSON* e = NULL;
+  cJSON_ArrayForEach(e, sites) {
+    int layer = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "layer"));
+    const char* name = cJSON_GetStringValue(cJSON_GetObjectItem(e, "site"));
+    for (int si = 0; si < QN_SITE_COUNT && cs->sm && name; si++)
+      if (!strcmp(name, qn_act_site_name((qn_act_site)si)) && si != QN_SITE_K && si != QN_SITE_V) {
+        float a = cs->sm->alpha[qn_calib_slot(cs->cal, layer, (qn_act_site)si)];
+        if (a >= 0) cJSON_AddNumberToObject(e, "alpha", a);
+      }
+  }
+  return j;
+}
+
+/* The calibration summary rows of the report. */
+static qn_status calib_report(const calib_state* cs, qn_quantize_report* rep) {
+  const qn_calib* c = cs->cal;
+  rep->calib = calloc((size_t)c->n_slots, sizeof *rep->calib);
+  if (!rep->calib) return qn_error(QN_ENOMEM, "out of memory");
+  for (int l = 0; l <= c->n_layers; l++)
+    for (int si = 0; si < QN_SITE_COUNT; si++) {
+      int layer = l == c->n_layers ? -1 : l;
+      const qn_observer* ob = qn_calib_observer(c, layer, (qn_act_site)si);
+      if (!ob) continue;
+      int slot = qn_calib_slot(c, layer, (qn_act_site)si);
+      qn_calib_site_report* r = &rep->calib[rep->n_calib++];
+      r->layer = layer;
+      snprintf(r->site, sizeof r->site, "%s", qn_act_site_name((qn_act_site)si));
+      r->min = qn_observer_min(ob);
+      r->max = qn_observer_max(ob);
+      r->threshold = c->threshold[slot];
+      r->clipped = c->clipped[slot];
+      r->smooth_alpha = cs->sm && si != QN_SITE_K && si != QN_SITE_V ? cs->sm->alpha[slot] : -1;
+    }
+  snprintf(rep->calib_method, sizeof rep->calib_method, "%s", qn_calib_method_name(c->method));
+  rep->calib_percentile = c->percentile;
+  rep->calib_tokens = c->tokens;
+  rep->calib_fallback = c->fallback_frac;
+  rep->calib_seconds = cs->seconds;
+  return QN_OK;
+}
+
 qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quantize_opts* o,
                       qn_quantize_report* rep) {
   qn_error_clear();
@@ -176,15 +385,27 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   QN_TRY(qn_recipe_init(&rc, o->scheme));
   if (o->recipe_path) QN_TRY(qn_recipe_load(&rc, o->recipe_path));
   for (int i = 0; i < o->n_rules; i++) QN_TRY(qn_recipe_add(&rc, o->rules[i], "--rule"));
+  qn_calib_method method;
+  double pct;
+  QN_TRY(check_calib_opts(o, &method, &pct));
 
+  /* calibration first: its model is closed again before the streaming starts */
+  calib_state cs;
+  memset(&cs, 0, sizeof cs);
+  qn_status st = o->calib_path ? run_calibration(in_path, o, &rc, method, pct, &cs) : QN_OK;
   qn_source* s = NULL;
-  QN_TRY(qn_source_open(in_path, o->tokenizer_path, &s));
+  if (st == QN_OK) st = qn_source_open(in_path, o->tokenizer_path, &s);
+  if (st != QN_OK) {
+    qn_calib_free(cs.cal);
+    qn_smooth_free(cs.sm);
+    return st;
+  }
   qn_weights wcheck; /* binds every weight: shapes checked before any work */
-  qn_status st = qn_weights_bind(s, &wcheck);
+  st = qn_weights_bind(s, &wcheck);
   if (st == QN_OK) qn_weights_release(&wcheck);
 
   plan_item* plan = calloc((size_t)s->n_tensors + 1, sizeof *plan);
-  qn_tensor* outs = calloc(3 * (size_t)s->n_tensors + 1, sizeof *outs);
+  qn_tensor* outs = calloc(4 * (size_t)s->n_tensors + 1, sizeof *outs);
   qn_quant_tensor_report* tr = calloc((size_t)s->n_tensors + 1, sizeof *tr);
   cJSON* md = cJSON_CreateObject();
   cJSON* stats = cJSON_CreateObject();
@@ -192,7 +413,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   int n_out = 0, n_rep = 0;
   if (st == QN_OK && (!plan || !outs || !tr || !md || !stats || !quant))
     st = qn_error(QN_ENOMEM, "out of memory");
-  if (st == QN_OK) st = make_plan(s, &rc, plan, outs, &n_out);
+  if (st == QN_OK) st = make_plan(s, &rc, &cs, plan, outs, &n_out);
 
   /* metadata known up front */
   cJSON* vj = NULL;
@@ -220,6 +441,13 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
       file_in += s->maps[i].size;
     }
     add_json_string(md, "quench.source", src);
+    if (cs.cal) {
+      cJSON* cj = calib_json(&cs, o);
+      if (!cj)
+        st = qn_error(QN_ENOMEM, "out of memory");
+      else
+        add_json_string(md, "quench.calib", cj);
+    }
   }
   cJSON_Delete(vj);
 
@@ -252,6 +480,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     const plan_item* p = &plan[i];
     if (p->rows < 0) continue;
     st = load_f32(s, p, f32);
+    if (st == QN_OK && cs.sm) qn_smooth_apply(cs.sm, p->src->name, f32, p->rows, p->cols);
     qn_quant_tensor_report* r = &tr[n_rep];
     snprintf(r->name, sizeof r->name, "%s", p->src->name);
     r->rows = p->rows;
@@ -277,6 +506,10 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
           st = qn_qnz_writer_write(w, p->out[k], ob[k]);
           r->bytes_out += outs[p->out[k]].nbytes;
         }
+      if (st == QN_OK && p->act_out >= 0) {
+        st = qn_qnz_writer_write(w, p->act_out, &p->act_scale);
+        r->bytes_out += outs[p->act_out].nbytes;
+      }
       r->bpw = 8.0 * (double)r->bytes_out / ((double)p->rows * (double)p->cols);
     } else if (st == QN_OK) {
       snprintf(r->scheme, sizeof r->scheme, "f32");
@@ -322,6 +555,8 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
       fclose(f);
     }
     rep->seconds = qn_now() - t0;
+    if (cs.cal) st = calib_report(&cs, rep);
+    if (st != QN_OK) qn_quantize_report_free(rep);
   }
   free(mdtxt);
   for (int k = 0; k < 3; k++) free(ob[k]);
@@ -333,5 +568,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   cJSON_Delete(stats);
   cJSON_Delete(md);
   qn_source_free(s);
+  qn_calib_free(cs.cal);
+  qn_smooth_free(cs.sm);
   return st;
 }

@@ -25,6 +25,9 @@ static const char* k_names[QN_QTYPE_COUNT] = {
     [QN_QTYPE_Q4A_G128] = "int4a-g128",
     [QN_QTYPE_F8_E4M3] = "fp8-e4m3",
     [QN_QTYPE_F8_E5M2] = "fp8-e5m2",
+    [QN_QTYPE_W8A8_STATIC] = "w8a8-static",
+    [QN_QTYPE_W8A8_DYNAMIC] = "w8a8-dynamic",
+    [QN_QTYPE_W4A8] = "w4a8",
 };
 
 static void test_names(void** s) {
@@ -67,7 +70,8 @@ static const rule k_rules[QN_QTYPE_COUNT] = {
     [QN_QTYPE_Q4_G64] = {4, 64, 2, 1},    [QN_QTYPE_Q4_G128] = {4, 128, 2, 1},
     [QN_QTYPE_Q4A_G32] = {4, 32, 2, 2},   [QN_QTYPE_Q4A_G64] = {4, 64, 2, 2},
     [QN_QTYPE_Q4A_G128] = {4, 128, 2, 2}, [QN_QTYPE_F8_E4M3] = {8, 0, 4, 1},
-    [QN_QTYPE_F8_E5M2] = {8, 0, 4, 1},
+    [QN_QTYPE_F8_E5M2] = {8, 0, 4, 1},    [QN_QTYPE_W8A8_STATIC] = {8, 0, 4, 1},
+    [QN_QTYPE_W8A8_DYNAMIC] = {8, 0, 4, 1}, [QN_QTYPE_W4A8] = {4, 32, 2, 1},
 };
 
 static void test_sizes_by_rule(void** s) {

@@ -264,10 +264,13 @@ static void check_bounds(const qmat* m, const float* w, bool rtn) {
     case QN_QTYPE_Q8_C:
     case QN_QTYPE_Q8_G32:
     case QN_QTYPE_Q8_G64:
-    case QN_QTYPE_Q8_G128: check_sym_int(m, w, -127, 127, rtn); break;
+    case QN_QTYPE_Q8_G128:
+    case QN_QTYPE_W8A8_STATIC:
+    case QN_QTYPE_W8A8_DYNAMIC: check_sym_int(m, w, -127, 127, rtn); break;
     case QN_QTYPE_Q4_G32:
     case QN_QTYPE_Q4_G64:
-    case QN_QTYPE_Q4_G128: check_sym_int(m, w, -8, 7, rtn); break;
+    case QN_QTYPE_Q4_G128:
+    case QN_QTYPE_W4A8: check_sym_int(m, w, -8, 7, rtn); break;
     case QN_QTYPE_Q4A_G32:
     case QN_QTYPE_Q4A_G64:
     case QN_QTYPE_Q4A_G128: check_asym(m, w, rtn); break;
