@@ -37,6 +37,18 @@ bool cli_float(const char* cmd, const char* opt, const char* v, double lo, doubl
 /* Progress bar on stderr when it is a terminal (a final newline when done). */
 int cli_progress(void* user, const char* stage, int64_t done, int64_t total);
 
+/* Reads a whole regular file (malloc'ed, NUL-terminated); NULL and a message on failure. */
+char* cli_read_text(const char* cmd, const char* path, size_t* len);
+/* mkdir -p; false and a message on failure. */
+bool cli_make_dirs(const char* cmd, const char* path);
+/* "dir/name", malloc'ed. */
+char* cli_join_path(const char* dir, const char* name);
+/* Writes an output file's contents to f; false on failure. */
+typedef bool (*cli_writer_fn)(FILE* f, const void* doc);
+/* Writes dir/name through a temporary file in dir, fsync'ed and renamed when complete. */
+bool cli_write_atomic(const char* cmd, const char* dir, const char* name, cli_writer_fn fn,
+                      const void* doc);
+
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_str(FILE* f, const char* s);
 

@@ -70,35 +70,13 @@ static int parse(const char* C, int argc, char** argv, eval_args* a) {
   return -1; /* parsed; go on */
 }
 
-static char* read_text(const char* C, const char* path, size_t* len) {
-  FILE* f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "quench %s: %s: cannot open\n", C, path);
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char* b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) {
-    fprintf(stderr, "quench %s: %s: read error\n", C, path);
-    free(b);
-    fclose(f);
-    return NULL;
-  }
-  fclose(f);
-  b[n] = 0;
-  *len = (size_t)n;
-  return b;
-}
-
 static int eval_ppl(int argc, char** argv) {
   const char* C = "eval ppl";
   eval_args a;
   int rc = parse(C, argc, argv, &a);
   if (rc >= 0) return rc;
   size_t len;
-  char* text = read_text(C, a.file, &len);
+  char* text = cli_read_text(C, a.file, &len);
   if (!text) return 1;
   qn_model_opts mo = {a.tok, (int)a.threads};
   qn_model* m = NULL;
@@ -162,7 +140,7 @@ static int eval_cmp(int argc, char** argv) {
   if (rc >= 0) return rc;
   if (!a.quant) return cli_usage_error(C, "no quantized model given (-q QUANT)");
   size_t len;
-  char* text = read_text(C, a.file, &len);
+  char* text = cli_read_text(C, a.file, &len);
   if (!text) return 1;
   qn_model_opts mo = {a.tok, (int)a.threads};
   qn_model *base = NULL, *quant = NULL;

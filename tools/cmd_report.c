@@ -163,67 +163,12 @@ static int parse_schemes(const report_args* a, report_row** rows_out, int* n_out
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-static char* read_text(const char* path, size_t* len) {
-  struct stat sb;
-  if (stat(path, &sb) != 0) {
-    fprintf(stderr, "quench %s: %s: %s\n", C, path, strerror(errno));
-    return NULL;
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    fprintf(stderr, "quench %s: %s: not a regular file\n", C, path);
-    return NULL;
-  }
-  FILE* f = fopen(path, "rb");
-  char* b = f ? malloc((size_t)sb.st_size + 1) : NULL;
-  size_t n = b ? fread(b, 1, (size_t)sb.st_size, f) : 0;
-  if (!b || n != (size_t)sb.st_size) {
-    fprintf(stderr, "quench %s: %s: cannot read: %s\n", C, path,
-            f ? "read error" : strerror(errno));
-    free(b);
-    if (f) fclose(f);
-    return NULL;
-  }
-  fclose(f);
-  b[n] = 0;
-  *len = n;
-  return b;
-}
 
-/* mkdir -p: creates path and its missing parents; false and a message on failure. */
-static bool make_dirs(const char* path) {
-  size_t n = strlen(path);
-  char* p = malloc(n + 1);
-  if (!p) return false;
-  memcpy(p, path, n + 1);
-  bool ok = true;
-  for (size_t i = 1; i <= n && ok; i++) {
-    if (p[i] != '/' && p[i] != 0) continue;
-    char c = p[i];
-    p[i] = 0;
-    struct stat sb;
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-      fprintf(stderr, "quench %s: cannot create directory %s: %s\n", C, p, strerror(errno));
-      ok = false;
-    } else if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-      fprintf(stderr, "quench %s: %s is not a directory\n", C, p);
-      ok = false;
-    }
-    p[i] = c;
-  }
-  free(p);
-  return ok;
-}
 
-static char* join_path(const char* dir, const char* name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char* p = malloc(n);
-  if (p) snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
 
 /* Checks that files can be created in dir before any long work starts. */
 static bool dir_writable(const char* dir) {
-  char* probe = join_path(dir, ".quench-report-XXXXXX");
+  char* probe = cli_join_path(dir, ".quench-report-XXXXXX");
   if (!probe) return false;
   int fd = mkstemp(probe);
   if (fd < 0) {
@@ -238,32 +183,7 @@ static bool dir_writable(const char* dir) {
 }
 
 typedef struct report_doc report_doc;
-typedef bool (*writer_fn)(FILE* f, const report_doc* d);
 
-/* Writes DIR/name through a temporary file in DIR, flushed and renamed when complete. */
-static bool write_atomic(const char* dir, const char* name, writer_fn fn, const report_doc* d) {
-  char* path = join_path(dir, name);
-  char* tmp = join_path(dir, ".report-tmp-XXXXXX");
-  bool ok = false;
-  int fd = path && tmp ? mkstemp(tmp) : -1;
-  FILE* f = fd >= 0 ? fdopen(fd, "w") : NULL;
-  if (f) {
-    mode_t mask = umask(0);
-    umask(mask); /* mkstemp makes 0600; give the file the usual permissions */
-    ok = fn(f, d) && fflush(f) == 0 && fsync(fd) == 0 && fchmod(fd, 0666 & ~mask) == 0;
-    ok = (fclose(f) == 0) && ok;
-    ok = ok && rename(tmp, path) == 0;
-  } else if (fd >= 0) {
-    close(fd);
-  }
-  if (!ok) {
-    fprintf(stderr, "quench %s: cannot write %s: %s\n", C, path ? path : name, strerror(errno));
-    if (fd >= 0) unlink(tmp);
-  }
-  free(path);
-  free(tmp);
-  return ok;
-}
 
 /* ---- the report ------------------------------------------------------------------------- */
 
@@ -364,7 +284,8 @@ static bool write_table(FILE* f, const report_doc* d) {
   return !ferror(f);
 }
 
-static bool write_markdown(FILE* f, const report_doc* d) {
+static bool write_markdown(FILE* f, const void* doc) {
+  const report_doc* d = doc;
   const report_args* a = d->a;
   const qn_model_info* in = &d->info;
   const qn_cmp_result* c0 = &d->rows[0].cmp;
@@ -427,7 +348,8 @@ static void json_row(FILE* f, const report_row* r) {
   fputs("}", f);
 }
 
-static bool write_json(FILE* f, const report_doc* d) {
+static bool write_json(FILE* f, const void* doc) {
+  const report_doc* d = doc;
   const report_args* a = d->a;
   const qn_cmp_result* c0 = &d->rows[0].cmp;
   fputs("{\n  \"model\": ", f);
@@ -470,7 +392,8 @@ static int scheme_group(const report_row* r) {
   return g == 1 ? 0 : g;   /* f16, bf16, f32 together */
 }
 
-static bool write_svg(FILE* f, const report_doc* d) {
+static bool write_svg(FILE* f, const void* doc) {
+  const report_doc* d = doc;
   svg_point* pts = calloc((size_t)d->n_rows, sizeof *pts);
   char(*labels)[64] = calloc((size_t)d->n_rows, sizeof *labels);
   if (!pts || !labels) {
@@ -601,14 +524,14 @@ static void utc_date(char* out, size_t n) {
 
 /* Writes the three files; false (message printed) if one could not be written. */
 static bool write_outputs(const report_doc* d) {
-  return write_atomic(d->a->out_dir, "report.md", write_markdown, d) &&
-         write_atomic(d->a->out_dir, "report.json", write_json, d) &&
-         write_atomic(d->a->out_dir, "kld_vs_bpw.svg", write_svg, d);
+  return cli_write_atomic(C, d->a->out_dir, "report.md", write_markdown, d) &&
+         cli_write_atomic(C, d->a->out_dir, "report.json", write_json, d) &&
+         cli_write_atomic(C, d->a->out_dir, "kld_vs_bpw.svg", write_svg, d);
 }
 
 static int run_report(const report_args* a, report_row* rows, int n, report_doc* d) {
   size_t len;
-  char* text = read_text(a->text, &len);
+  char* text = cli_read_text(C, a->text, &len);
   if (!text) return 1;
   qn_model_opts mo = {a->tok, (int)a->threads};
   qn_model* base = NULL;
@@ -619,11 +542,11 @@ static int run_report(const report_args* a, report_row* rows, int n, report_doc*
   }
   qn_model_get_info(base, &d->info);
   int rc = 0;
-  if (!make_dirs(a->out_dir) || !dir_writable(a->out_dir)) rc = 1;
+  if (!cli_make_dirs(C, a->out_dir) || !dir_writable(a->out_dir)) rc = 1;
   for (int i = 0; i < n && rc == 0; i++) {
     char name[64];
     snprintf(name, sizeof name, "%s.qnz", rows[i].label);
-    rows[i].qnz_path = join_path(a->out_dir, name);
+    rows[i].qnz_path = cli_join_path(a->out_dir, name);
     if (!rows[i].qnz_path) {
       fprintf(stderr, "quench %s: out of memory\n", C);
       rc = 1;

@@ -184,79 +184,10 @@ static int parse_args(int argc, char** argv, sens_args* a) {
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-static char* read_text(const char* path, size_t* len) {
-  struct stat sb;
-  errno = 0;
-  if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fprintf(stderr, "quench %s: %s: %s\n", C, path, errno ? strerror(errno) : "not a regular file");
-    return NULL;
-  }
-  FILE* f = fopen(path, "rb");
-  char* b = f ? malloc((size_t)sb.st_size + 1) : NULL;
-  size_t n = b ? fread(b, 1, (size_t)sb.st_size, f) : 0;
-  if (f) fclose(f);
-  if (!b || n != (size_t)sb.st_size) {
-    fprintf(stderr, "quench %s: %s: cannot read\n", C, path);
-    free(b);
-    return NULL;
-  }
-  b[n] = 0;
-  *len = n;
-  return b;
-}
 
-/* mkdir -p; false and a message on failure. */
-static bool make_dirs(const char* path) {
-  size_t n = strlen(path);
-  char* p = malloc(n + 1);
-  if (!p) return false;
-  memcpy(p, path, n + 1);
-  bool ok = true;
-  for (size_t i = 1; i <= n && ok; i++) {
-    if (p[i] != '/' && p[i] != 0) continue;
-    char c = p[i];
-    p[i] = 0;
-    struct stat sb;
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-      fprintf(stderr, "quench %s: cannot create directory %s: %s\n", C, p, strerror(errno));
-      ok = false;
-    } else if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-      fprintf(stderr, "quench %s: %s is not a directory\n", C, p);
-      ok = false;
-    }
-    p[i] = c;
-  }
-  free(p);
-  return ok;
-}
 
-static char* join_path(const char* dir, const char* name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char* p = malloc(n);
-  if (p) snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
 
-typedef bool (*writer_fn)(FILE* f, const void* doc);
 
-/* Writes DIR/name through DIR/.name.tmp, renamed when complete. */
-static bool write_file(const char* dir, const char* name, writer_fn fn, const void* doc) {
-  char* path = join_path(dir, name);
-  char tmpname[128];
-  snprintf(tmpname, sizeof tmpname, ".%s.tmp", name);
-  char* tmp = join_path(dir, tmpname);
-  FILE* f = path && tmp ? fopen(tmp, "w") : NULL;
-  bool ok = f && fn(f, doc);
-  ok = f && fclose(f) == 0 && ok;
-  ok = ok && rename(tmp, path) == 0;
-  if (!ok) {
-    fprintf(stderr, "quench %s: cannot write %s: %s\n", C, path ? path : name, strerror(errno));
-    if (tmp) remove(tmp);
-  }
-  free(path);
-  free(tmp);
-  return ok;
-}
 
 static bool write_json_text(FILE* f, const void* doc) {
   char* s = cJSON_Print((const cJSON*)doc);
@@ -397,8 +328,8 @@ static int run_sensitivity(const sens_args* a, const char* text, size_t len) {
     print_sens_table(a, &r);
   if (a->out_dir && rc == 0) {
     sens_chart ch = {a, &r};
-    if (!write_file(a->out_dir, "sensitivity.json", write_json_text, j) ||
-        !write_file(a->out_dir, "sensitivity.svg", write_sens_svg, &ch))
+    if (!cli_write_atomic(C, a->out_dir, "sensitivity.json", write_json_text, j) ||
+        !cli_write_atomic(C, a->out_dir, "sensitivity.svg", write_sens_svg, &ch))
       rc = 1;
     else if (!a->json)
       printf("\nwrote %s/sensitivity.json and %s/sensitivity.svg\n", a->out_dir, a->out_dir);
@@ -488,7 +419,7 @@ static void print_mp(const sens_args* a, const qn_mp_result* r) {
 }
 
 static int run_mixed(const sens_args* a, const char* text, size_t len) {
-  char* qnz = join_path(a->out_dir, "mixed.qnz");
+  char* qnz = cli_join_path(a->out_dir, "mixed.qnz");
   if (!qnz) return cli_usage_error(C, "out of memory");
   qn_quantize_opts q;
   memset(&q, 0, sizeof q);
@@ -516,8 +447,8 @@ static int run_mixed(const sens_args* a, const char* text, size_t len) {
     write_json_text(stdout, j);
   else
     print_mp(a, &r);
-  if (rc == 0 && (!write_file(a->out_dir, "recipe.txt", write_string, r.recipe) ||
-                  !write_file(a->out_dir, "mixed_precision.json", write_json_text, j)))
+  if (rc == 0 && (!cli_write_atomic(C, a->out_dir, "recipe.txt", write_string, r.recipe) ||
+                  !cli_write_atomic(C, a->out_dir, "mixed_precision.json", write_json_text, j)))
     rc = 1;
   if (rc == 0 && !a->json)
     printf("wrote %s/recipe.txt, %s and %s/mixed_precision.json\n", a->out_dir, qnz, a->out_dir);
@@ -531,9 +462,9 @@ int cmd_sensitivity(int argc, char** argv) {
   sens_args a;
   int rc = parse_args(argc, argv, &a);
   if (rc >= 0) return rc;
-  if (a.out_dir && !make_dirs(a.out_dir)) return 1;
+  if (a.out_dir && !cli_make_dirs(C, a.out_dir)) return 1;
   size_t len = 0;
-  char* text = read_text(a.text, &len);
+  char* text = cli_read_text(C, a.text, &len);
   if (!text) return 1;
   rc = mp_mode(&a) ? run_mixed(&a, text, len) : run_sensitivity(&a, text, len);
   free(text);
