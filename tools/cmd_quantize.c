@@ -169,10 +169,116 @@ static bool takes_value(const char* a) {
                                   "--calib-ctx",
                                   "--calib-method",
                                   "--percentile",
-                                  "--smooth"};
+                                  "--smooth",
+                                  "--target-kld",
+                                  "--max-ppl-increase",
+                                  "--candidates",
+                                  "--mp-text",
+                                  "--mp-ctx",
+                                  "--mp-chunks",
+                                  "--mp-sep"};
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
     if (!strcmp(a, k[i])) return true;
   return false;
+}
+
+/* Options of the mixed-precision mode (--target-kld / --max-ppl-increase). */
+typedef struct mp_args {
+  double target_kld;      /* budget on the mean KLD, nats (0 = none) */
+  double max_ppl;         /* budget on the PPL increase, percent (0 = none) */
+  const char* candidates; /* comma-separated schemes */
+  const char* text;       /* text the budget is measured on */
+  long ctx, chunks;       /* windows of the text (0 = per document on sep) */
+  const char* sep;        /* document separator */
+} mp_args;
+
+static int mp_option(const char* C, const char* a, const char* v, mp_args* mp) {
+  long n;
+  if (!strcmp(a, "--target-kld")) {
+    if (!cli_float(C, a, v, 1e-12, 100, &mp->target_kld)) return 2;
+  } else if (!strcmp(a, "--max-ppl-increase")) {
+    if (!cli_float(C, a, v, 1e-9, 1e6, &mp->max_ppl)) return 2;
+  } else if (!strcmp(a, "--candidates")) {
+    mp->candidates = v;
+  } else if (!strcmp(a, "--mp-text")) {
+    mp->text = v;
+  } else if (!strcmp(a, "--mp-ctx")) {
+    if (!cli_int(C, a, v, 2, 1 << 20, &n)) return 2;
+    mp->ctx = n;
+  } else if (!strcmp(a, "--mp-chunks")) {
+    if (!cli_int(C, a, v, 1, 1 << 30, &n)) return 2;
+    mp->chunks = n;
+  } else if (!strcmp(a, "--mp-sep")) {
+    mp->sep = v;
+  } else {
+    return 1; /* not a mixed-precision option */
+  }
+  return 0;
+}
+
+/* --target-kld / --max-ppl-increase: choose a scheme per weight (qn_mixed_precision), keep the
+ * final .qnz at out and the chosen recipe beside it (OUT.recipe, reusable with --recipe). */
+static int run_mixed(const char* C, const char* in, const char* out, const qn_quantize_opts* o,
+                     const mp_args* mp, bool json) {
+  if (!mp->text) return cli_usage_error(C, "--target-kld/--max-ppl-increase need --mp-text FILE");
+  size_t len;
+  char* text = cli_read_text(C, mp->text, &len);
+  if (!text) return 1;
+  qn_mp_opts mo;
+  memset(&mo, 0, sizeof mo);
+  mo.candidates = mp->candidates ? mp->candidates : "int4-g32,int8-channel,f16";
+  mo.target_kld = mp->target_kld;
+  mo.max_ppl_increase = mp->max_ppl;
+  mo.eval.ctx = (int)mp->ctx;
+  mo.eval.chunks = (int)mp->chunks;
+  mo.eval.sep = mp->ctx ? NULL : (mp->sep ? mp->sep : "<|endoftext|>");
+  mo.eval.progress = json ? NULL : cli_progress;
+  mo.out_path = out;
+  mo.quantize = o;
+  qn_mp_result r;
+  qn_status st = qn_mixed_precision(in, text, len, &mo, &r);
+  free(text);
+  if (st != QN_OK) return cli_fail(C, st);
+  size_t plen = strlen(out) + 8;
+  char* rpath = malloc(plen);
+  int rc = 0;
+  if (rpath) {
+    snprintf(rpath, plen, "%s.recipe", out);
+    FILE* f = fopen(rpath, "w");
+    if (!f || fputs(r.recipe, f) < 0 || fclose(f) != 0) {
+      fprintf(stderr, "quench %s: cannot write %s\n", C, rpath);
+      rc = 1;
+    }
+  }
+  if (json) {
+    printf("{\"output\": ");
+    cli_json_str(stdout, out);
+    printf(", \"recipe\": ");
+    cli_json_str(stdout, r.recipe);
+    printf(
+        ", \"kld_mean\": %.8f, \"kld_predicted\": %.8f, \"ppl_base\": %.6f, "
+        "\"ppl_quant\": %.6f, \"top1_agree\": %.6f, \"bpw\": %.4f, \"bytes\": %llu, "
+        "\"rounds\": %d}\n",
+        r.cmp.kld_mean, r.kld_predicted, r.cmp.ppl_base, r.cmp.ppl_quant, r.cmp.top1_agree, r.bpw,
+        (unsigned long long)r.bytes, r.rounds);
+  } else {
+    printf("chosen recipe (also in %s; reuse it with --recipe):\n%s\n", rpath ? rpath : "?",
+           r.recipe);
+    printf(
+        "measured on %s: mean KLD %.6f (budget %s%g), PPL %.4f -> %.4f (%+.2f%%), top-1 "
+        "%.2f%%\n",
+        mp->text, r.cmp.kld_mean, mp->target_kld > 0 ? "" : "PPL +",
+        mp->target_kld > 0 ? mp->target_kld : mp->max_ppl, r.cmp.ppl_base, r.cmp.ppl_quant,
+        100 * (r.cmp.ppl_quant - r.cmp.ppl_base) / r.cmp.ppl_base, 100 * r.cmp.top1_agree);
+    printf(
+        "%.3f bits/weight over the matrices (%llu bytes; all smallest %llu, all largest "
+        "%llu); %d round(s), %.1f s\n",
+        r.bpw, (unsigned long long)r.bytes, (unsigned long long)r.bytes_smallest,
+        (unsigned long long)r.bytes_largest, r.rounds, r.seconds);
+  }
+  free(rpath);
+  qn_mp_result_free(&r);
+  return rc;
 }
 
 int cmd_quantize(int argc, char** argv) {
@@ -185,7 +291,9 @@ int cmd_quantize(int argc, char** argv) {
   const char** rules = calloc((size_t)argc + 1, sizeof(char*));
   int n_rules = 0;
   if (!rules) return 1;
-  int rc = -1;
+  mp_args mp;
+  memset(&mp, 0, sizeof mp);
+  int rc = -1, mrc;
   for (int i = 0; i < argc && rc < 0; i++) {
     const char* a = argv[i];
     const char* v;
@@ -205,6 +313,8 @@ int cmd_quantize(int argc, char** argv) {
       rc = cli_usage_error(C, "unknown option '%s'", a);
     } else if (!(v = cli_value(C, argc, argv, &i))) {
       rc = 2;
+    } else if ((mrc = mp_option(C, a, v, &mp)) != 1) {
+      if (mrc) rc = mrc;
     } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
       in = v;
     } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
@@ -241,8 +351,13 @@ int cmd_quantize(int argc, char** argv) {
   }
   if (rc < 0 && !in) rc = cli_usage_error(C, "no model given (-m MODEL)");
   if (rc < 0 && !out) rc = cli_usage_error(C, "no output given (-o OUT.qnz)");
-  if (rc < 0 && !o.scheme && !o.recipe_path)
+  bool mixed = mp.target_kld > 0 || mp.max_ppl > 0;
+  if (rc < 0 && !mixed && !o.scheme && !o.recipe_path)
     rc = cli_usage_error(C, "no scheme given (--scheme S; 'quench quantize --list' lists them)");
+  if (rc < 0 && mixed && (o.scheme || o.recipe_path || n_rules))
+    rc = cli_usage_error(C,
+                         "--target-kld/--max-ppl-increase choose the schemes: drop --scheme, "
+                         "--recipe and --rule (use --candidates)");
   if (rc >= 0) {
     free(rules);
     return rc;
@@ -253,6 +368,11 @@ int cmd_quantize(int argc, char** argv) {
   o.n_threads = (int)threads;
   o.progress = json ? NULL : cli_progress;
   o.warn = print_warning;
+  if (mixed) {
+    rc = run_mixed(C, in, out, &o, &mp, json);
+    free(rules);
+    return rc;
+  }
   qn_quantize_report r;
   qn_status st = qn_quantize(in, out, &o, &r);
   free(rules);
