@@ -257,10 +257,10 @@ typedef struct qn_calib_site_report {
 typedef struct qn_quantize_report {
   qn_quant_tensor_report* tensors; /* [n_tensors], owned */
   int n_tensors;
-  uint64_t file_bytes_in;  /* size of the source file(s) */
-  uint64_t file_bytes_out; /* size of the .qnz */
-  double bpw;              /* bits per weight over all 2-D weights */
-  double seconds;          /* wall time */
+  uint64_t file_bytes_in;      /* size of the source file(s) */
+  uint64_t file_bytes_out;     /* size of the .qnz */
+  double bpw;                  /* bits per weight over all 2-D weights */
+  double seconds;              /* wall time */
   qn_calib_site_report* calib; /* [n_calib] calibration summary, owned; NULL if none ran */
   int n_calib;
   char calib_method[16];   /* method that chose the thresholds */
@@ -321,11 +321,11 @@ typedef struct qn_sens_entry {
 typedef struct qn_sens_result {
   qn_sens_entry* entries; /* [n_entries], most sensitive (largest mean KLD) first; owned */
   int n_entries;
-  char scheme[24];  /* canonical scheme name */
-  double ppl_base;  /* perplexity of the unmodified model */
-  int64_t tokens;   /* scored positions */
-  int n_docs;       /* spans */
-  double seconds;   /* wall time */
+  char scheme[24]; /* canonical scheme name */
+  double ppl_base; /* perplexity of the unmodified model */
+  int64_t tokens;  /* scored positions */
+  int n_docs;      /* spans */
+  double seconds;  /* wall time */
 } qn_sens_result;
 
 /* Quantizes one layer (or tensor) of the model at model_path at a time to o->scheme, in
@@ -355,9 +355,9 @@ typedef struct qn_mp_opts {
 
 /* The scheme chosen for one 2-D weight. */
 typedef struct qn_mp_tensor {
-  char name[96];   /* canonical name */
-  char scheme[24]; /* chosen scheme */
-  uint64_t bytes;  /* bytes stored in that scheme */
+  char name[96];                    /* canonical name */
+  char scheme[24];                  /* chosen scheme */
+  uint64_t bytes;                   /* bytes stored in that scheme */
   double kld[QN_MP_MAX_CANDIDATES]; /* measured KLD with this tensor alone in each candidate
                                        (order of qn_mp_result.candidates), nats */
 } qn_mp_tensor;
@@ -424,35 +424,35 @@ typedef struct qn_synth_opts {
 qn_status qn_synth_write(const char* out_dir, const qn_synth_opts* o);
 
 typedef struct qn_bench_opts {
-  int n_prompt;   /* prefill: tokens in one forward call (0 = no prefill) */
-  int n_gen;      /* decode: single-token steps after the prefill (0 = none) */
-  int reps;       /* repetitions; results are medians (0 = 1) */
-  int n_threads;  /* 0 = all cores */
+  int n_prompt;               /* prefill: tokens in one forward call (0 = no prefill) */
+  int n_gen;                  /* decode: single-token steps after the prefill (0 = none) */
+  int reps;                   /* repetitions; results are medians (0 = 1) */
+  int n_threads;              /* 0 = all cores */
   const char* tokenizer_path; /* llama2.c tokenizer.bin, if not beside the model */
   qn_progress_fn progress;    /* stage "bench": forward calls done / total */
   void* progress_user;
 } qn_bench_opts;
 
 typedef struct qn_bench_result {
-  double load_ms;         /* qn_model_open wall time, ms (median over reps opens) */
-  double pp_tps;          /* prefill tokens/s: n_prompt / time of the prefill forward */
-  double tg_tps;          /* decode tokens/s: n_gen / total time of the decode steps */
-  double ttft_ms;         /* time to first token: prefill forward + greedy pick, ms */
-  double tpot_p50_ms;     /* time per output token (one decode step), median, ms */
-  double tpot_p99_ms;     /* ... 99th percentile (nearest rank) over all reps' steps, ms */
-  double tg_gbps;         /* bytes_per_token x tg_tps / 1e9: effective decode bandwidth */
-  double pp_gops;         /* 2 x (layer matmul params x n_prompt + head params) / prefill
-                             time / 1e9 (linear layers only, attention not counted; the
-                             head runs for the last prompt token only) */
-  uint64_t bytes_per_token; /* weight bytes a decode step streams (embedding excluded) */
-  int64_t matmul_params;  /* weights of all linear layers, output head included */
-  int64_t n_params;       /* all weights (qn_model_info.n_params) */
-  double bpw;             /* 8 x stored bytes of all tensors / n_params */
-  uint64_t rss_bytes;     /* peak resident set size of the process (ru_maxrss) */
-  bool int8_activations;  /* some weight takes int8 activations (compare with VNNI peak) */
-  const char* format;     /* model file format ("hf", "qnz"...; a static string) */
-  const char* kernels;    /* kernel path in use ("ref", "blas"...; a static string) */
-  int n_threads;          /* threads used */
+  double load_ms;            /* qn_model_open wall time, ms (median over reps opens) */
+  double pp_tps;             /* prefill tokens/s: n_prompt / time of the prefill forward */
+  double tg_tps;             /* decode tokens/s: n_gen / total time of the decode steps */
+  double ttft_ms;            /* time to first token: prefill forward + greedy pick, ms */
+  double tpot_p50_ms;        /* time per output token (one decode step), median, ms */
+  double tpot_p99_ms;        /* ... 99th percentile (nearest rank) over all reps' steps, ms */
+  double tg_gbps;            /* bytes_per_token x tg_tps / 1e9: effective decode bandwidth */
+  double pp_gops;            /* 2 x (layer matmul params x n_prompt + head params) / prefill
+                                time / 1e9 (linear layers only, attention not counted; the
+                                head runs for the last prompt token only) */
+  uint64_t bytes_per_token;  /* weight bytes a decode step streams (embedding excluded) */
+  int64_t matmul_params;     /* weights of all linear layers, output head included */
+  int64_t n_params;          /* all weights (qn_model_info.n_params) */
+  double bpw;                /* 8 x stored bytes of all tensors / n_params */
+  uint64_t rss_bytes;        /* peak resident set size of the process (ru_maxrss) */
+  bool int8_activations;     /* some weight takes int8 activations (compare with VNNI peak) */
+  const char* format;        /* model file format ("hf", "qnz"...; a static string) */
+  const char* kernels;       /* kernel path in use ("ref", "blas"...; a static string) */
+  int n_threads;             /* threads used */
   int n_prompt, n_gen, reps; /* as run */
 } qn_bench_result;
 
@@ -464,12 +464,12 @@ qn_status qn_bench_model(const char* path, const qn_bench_opts* o, qn_bench_resu
 
 /* The machine's limits, measured with all n_threads at once. */
 typedef struct qn_bench_limits {
-  double membw_gbps;   /* best read bandwidth over a buffer much larger than the caches, GB/s */
-  double vnni_gops;    /* int8 peak: 512-bit vpdpbusd register loop, GOPS (multiply-add = 2
-                          ops); 0 when the CPU lacks AVX512-VNNI */
-  double fma_gflops;   /* FP32 peak: fused multiply-add register loop, GFLOPS (FMA = 2) */
-  char fma_isa[8];     /* vector width of the FMA loop: "avx512", "avx2" or "none" */
-  int n_threads;       /* threads measured */
+  double membw_gbps;    /* best read bandwidth over a buffer much larger than the caches, GB/s */
+  double vnni_gops;     /* int8 peak: 512-bit vpdpbusd register loop, GOPS (multiply-add = 2
+                           ops); 0 when the CPU lacks AVX512-VNNI */
+  double fma_gflops;    /* FP32 peak: fused multiply-add register loop, GFLOPS (FMA = 2) */
+  char fma_isa[8];      /* vector width of the FMA loop: "avx512", "avx2" or "none" */
+  int n_threads;        /* threads measured */
   uint64_t membw_bytes; /* buffer size of the bandwidth test */
 } qn_bench_limits;
 

@@ -13,7 +13,8 @@ char* cli_read_text(const char* cmd, const char* path, size_t* len) {
   struct stat sb;
   errno = 0;
   if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fprintf(stderr, "quench %s: %s: %s\n", cmd, path, errno ? strerror(errno) : "not a regular file");
+    fprintf(stderr, "quench %s: %s: %s\n", cmd, path,
+            errno ? strerror(errno) : "not a regular file");
     return NULL;
   }
   FILE* f = fopen(path, "rb");

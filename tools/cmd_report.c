@@ -163,9 +163,6 @@ static int parse_schemes(const report_args* a, report_row** rows_out, int* n_out
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-
-
-
 /* Checks that files can be created in dir before any long work starts. */
 static bool dir_writable(const char* dir) {
   char* probe = cli_join_path(dir, ".quench-report-XXXXXX");
@@ -183,7 +180,6 @@ static bool dir_writable(const char* dir) {
 }
 
 typedef struct report_doc report_doc;
-
 
 /* ---- the report ------------------------------------------------------------------------- */
 
@@ -275,11 +271,12 @@ static bool write_table(FILE* f, const report_doc* d) {
           "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   for (int i = 0; i < d->n_rows; i++) {
     const report_row* r = &d->rows[i];
-    fprintf(f,
-            "| %s | %.3f | %llu | %.3f | %.2fx | %.4f | %+.3f | %.4g | %.4g | %.2f | %.0f | %.2f |\n",
-            r->label, r->bpw, (unsigned long long)r->bytes, mib(r->bytes), ratio(r),
-            r->cmp.ppl_quant, delta_pct(r), r->cmp.kld_mean, r->cmp.kld_p99,
-            100.0 * r->cmp.top1_agree, r->decode_tps, r->quant_s);
+    fprintf(
+        f,
+        "| %s | %.3f | %llu | %.3f | %.2fx | %.4f | %+.3f | %.4g | %.4g | %.2f | %.0f | %.2f |\n",
+        r->label, r->bpw, (unsigned long long)r->bytes, mib(r->bytes), ratio(r), r->cmp.ppl_quant,
+        delta_pct(r), r->cmp.kld_mean, r->cmp.kld_p99, 100.0 * r->cmp.top1_agree, r->decode_tps,
+        r->quant_s);
   }
   return !ferror(f);
 }
@@ -306,7 +303,8 @@ static bool write_markdown(FILE* f, const void* doc) {
           "KL(P_base || P_quant) of the next-token distributions in nats, mean and 99th "
           "percentile over the scored positions. top-1 agree: positions where both models' "
           "most likely token is the same. decode tok/s: 64 greedy tokens of the .qnz model on this "
-          "machine with the current (reference) kernels. `+search`: error-minimising scale search instead of "
+          "machine with the current (reference) kernels. `+search`: error-minimising scale search "
+          "instead of "
           "plain absmax round-to-nearest.\n\n"
           "![mean KLD against bits per weight](kld_vs_bpw.svg)\n");
   return !ferror(f);

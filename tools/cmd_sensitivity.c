@@ -184,11 +184,6 @@ static int parse_args(int argc, char** argv, sens_args* a) {
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-
-
-
-
-
 static bool write_json_text(FILE* f, const void* doc) {
   char* s = cJSON_Print((const cJSON*)doc);
   bool ok = s && fputs(s, f) >= 0 && fputc('\n', f) != EOF;

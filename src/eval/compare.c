@@ -67,7 +67,8 @@ qn_status qn_eval_cmp_multi(qn_model* base, qn_model* const* quants, int k, cons
   cmp_acc* acc = calloc((size_t)k, sizeof *acc);
   qn_ctx* ca = NULL;
   qn_ctx** cq = calloc((size_t)k, sizeof *cq);
-  qn_status st = (la && lb && za && ama && acc && cq) ? QN_OK : qn_error(QN_ENOMEM, "out of memory");
+  qn_status st =
+      (la && lb && za && ama && acc && cq) ? QN_OK : qn_error(QN_ENOMEM, "out of memory");
   for (int q = 0; q < k && st == QN_OK; q++) {
     acc[q].kls = malloc(sizeof(double) * (size_t)(total > 0 ? total : 1));
     if (!acc[q].kls) st = qn_error(QN_ENOMEM, "out of memory");

@@ -79,8 +79,8 @@ int32_t qn_i8_dot(const int8_t* a, const int8_t* b, int64_t n);
  * (each row holds this head's head_dim values at its start). scratch: n * (p0 + n) floats.
  * Uses two sgemm calls; the per-token loop in model/forward.c is the reference. */
 void qn_attention_causal_blas(const float* q, int q_stride, const float* k, const float* v,
-                              int kv_stride, int n, int p0, int head_dim, float scale,
-                              float* out, int out_stride, float* scratch);
+                              int kv_stride, int n, int p0, int head_dim, float scale, float* out,
+                              int out_stride, float* scratch);
 
 /* ---- element-wise and normalisation ops (reference) ---- */
 

@@ -138,8 +138,8 @@ qn_status qn_ctx_new(qn_model* m, int n_ctx, int n_seq, qn_ctx** out) {
     c->att_blk = malloc(sizeof(float) * c->att_blk_floats);
     c->scratch_floats = max_scratch(m, (int)B, threads);
     c->scratch = malloc(sizeof(float) * c->scratch_floats);
-    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 || !c->rope_cs || !c->att || !c->att_blk ||
-        !c->scratch)
+    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 || !c->rope_cs || !c->att ||
+        !c->att_blk || !c->scratch)
       st = qn_error(QN_ENOMEM, "out of memory for activations");
   }
   if (st != QN_OK) {

@@ -39,20 +39,20 @@ struct qn_ctx {
   qn_model* m;
   qn_observe_fn observe; /* optional activation observer (calibration), NULL = none */
   void* observe_user;    /* passed to observe */
-  qn_kvcache kv; /* keys/values of every sequence */
+  qn_kvcache kv;         /* keys/values of every sequence */
   /* activations for up to QN_MAX_BATCH tokens (rows = tokens) */
-  float* x;       /* (batch, dim) residual stream */
-  float* xb;      /* (batch, max(dim, q_dim)) normed input / attention output */
-  float* q;       /* (batch, n_heads*head_dim) */
-  float* k;       /* (batch, kv_dim) */
-  float* v;       /* (batch, kv_dim) */
-  float* hb;      /* (batch, hidden) gate, then SwiGLU output */
-  float* hb2;     /* (batch, hidden) up */
-  float* rope_cs; /* (batch, head_dim/2, 2) cos, sin per token and pair */
-  float* att;     /* (n_threads, n_ctx) attention scores per worker */
-  float* att_blk; /* (att_blk_floats) scores of a block of queries (batched path) */
+  float* x;              /* (batch, dim) residual stream */
+  float* xb;             /* (batch, max(dim, q_dim)) normed input / attention output */
+  float* q;              /* (batch, n_heads*head_dim) */
+  float* k;              /* (batch, kv_dim) */
+  float* v;              /* (batch, kv_dim) */
+  float* hb;             /* (batch, hidden) gate, then SwiGLU output */
+  float* hb2;            /* (batch, hidden) up */
+  float* rope_cs;        /* (batch, head_dim/2, 2) cos, sin per token and pair */
+  float* att;            /* (n_threads, n_ctx) attention scores per worker */
+  float* att_blk;        /* (att_blk_floats) scores of a block of queries (batched path) */
   size_t att_blk_floats; /* floats in att_blk */
-  float* scratch; /* kernel scratch, scratch_floats */
+  float* scratch;        /* kernel scratch, scratch_floats */
   size_t scratch_floats;
 };
 

@@ -54,7 +54,7 @@ typedef struct qn_qtensor {
   const void* data;   /* payload, rows * row_bytes */
   const void* scales; /* rows * n_groups scale values, or NULL */
   const void* zeros;  /* rows * n_groups minimums (asymmetric), or NULL */
-  float act_scale;   /* QN_ACT_I8_STATIC: activation scale (int8 step), else 0 */
+  float act_scale;    /* QN_ACT_I8_STATIC: activation scale (int8 step), else 0 */
 } qn_qtensor;
 
 /* Options of the row quantizer. */

@@ -63,14 +63,14 @@ typedef struct rule {
 } rule;
 
 static const rule k_rules[QN_QTYPE_COUNT] = {
-    [QN_QTYPE_F32] = {32, -1, 0, 0},      [QN_QTYPE_F16] = {16, -1, 0, 0},
-    [QN_QTYPE_BF16] = {16, -1, 0, 0},     [QN_QTYPE_Q8_C] = {8, 0, 4, 1},
-    [QN_QTYPE_Q8_G32] = {8, 32, 2, 1},    [QN_QTYPE_Q8_G64] = {8, 64, 2, 1},
-    [QN_QTYPE_Q8_G128] = {8, 128, 2, 1},  [QN_QTYPE_Q4_G32] = {4, 32, 2, 1},
-    [QN_QTYPE_Q4_G64] = {4, 64, 2, 1},    [QN_QTYPE_Q4_G128] = {4, 128, 2, 1},
-    [QN_QTYPE_Q4A_G32] = {4, 32, 2, 2},   [QN_QTYPE_Q4A_G64] = {4, 64, 2, 2},
-    [QN_QTYPE_Q4A_G128] = {4, 128, 2, 2}, [QN_QTYPE_F8_E4M3] = {8, 0, 4, 1},
-    [QN_QTYPE_F8_E5M2] = {8, 0, 4, 1},    [QN_QTYPE_W8A8_STATIC] = {8, 0, 4, 1},
+    [QN_QTYPE_F32] = {32, -1, 0, 0},        [QN_QTYPE_F16] = {16, -1, 0, 0},
+    [QN_QTYPE_BF16] = {16, -1, 0, 0},       [QN_QTYPE_Q8_C] = {8, 0, 4, 1},
+    [QN_QTYPE_Q8_G32] = {8, 32, 2, 1},      [QN_QTYPE_Q8_G64] = {8, 64, 2, 1},
+    [QN_QTYPE_Q8_G128] = {8, 128, 2, 1},    [QN_QTYPE_Q4_G32] = {4, 32, 2, 1},
+    [QN_QTYPE_Q4_G64] = {4, 64, 2, 1},      [QN_QTYPE_Q4_G128] = {4, 128, 2, 1},
+    [QN_QTYPE_Q4A_G32] = {4, 32, 2, 2},     [QN_QTYPE_Q4A_G64] = {4, 64, 2, 2},
+    [QN_QTYPE_Q4A_G128] = {4, 128, 2, 2},   [QN_QTYPE_F8_E4M3] = {8, 0, 4, 1},
+    [QN_QTYPE_F8_E5M2] = {8, 0, 4, 1},      [QN_QTYPE_W8A8_STATIC] = {8, 0, 4, 1},
     [QN_QTYPE_W8A8_DYNAMIC] = {8, 0, 4, 1}, [QN_QTYPE_W4A8] = {4, 32, 2, 1},
 };
 

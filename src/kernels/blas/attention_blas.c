@@ -5,8 +5,8 @@
 #include "kernels/kernels.h"
 
 void qn_attention_causal_blas(const float* q, int q_stride, const float* k, const float* v,
-                              int kv_stride, int n, int p0, int head_dim, float scale,
-                              float* out, int out_stride, float* scratch) {
+                              int kv_stride, int n, int p0, int head_dim, float scale, float* out,
+                              int out_stride, float* scratch) {
   const int L = p0 + n; /* keys visible to the last query */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, head_dim, scale, q, q_stride, k,
               kv_stride, 0.0f, scratch, L);
