@@ -216,6 +216,11 @@ typedef struct qn_quantize_opts {
   int n_threads;              /* 0 = all cores */
   qn_progress_fn progress;
   void* progress_user;
+  /* weight method: "rtn" (NULL: round-to-nearest), "search" (= search above) or "gptq"
+     (error-compensating GPTQ; needs calib_path; calib_tokens 0 = 20000 for it) */
+  const char* method;
+  bool gptq_act_order; /* GPTQ: visit columns by decreasing Hessian diagonal */
+  double gptq_damp;    /* GPTQ: dampening as a fraction of mean diag(H) (0 = 0.01) */
   /* calibration: required by w8a8-static schemes and by SmoothQuant */
   const char* calib_path;   /* representative text (UTF-8), or NULL */
   int64_t calib_tokens;     /* tokens to run (0 = 100000, or all the text if fewer) */

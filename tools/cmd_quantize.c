@@ -165,6 +165,8 @@ static bool takes_value(const char* a) {
                                   "-t",
                                   "--threads",
                                   "--calib",
+                                  "--method",
+                                  "--damp",
                                   "--calib-tokens",
                                   "--calib-ctx",
                                   "--calib-method",
@@ -309,6 +311,8 @@ int cmd_quantize(int argc, char** argv) {
       o.search = true;
     } else if (!strcmp(a, "--calib-kv")) {
       o.calib_kv = true;
+    } else if (!strcmp(a, "--act-order")) {
+      o.gptq_act_order = true;
     } else if (!takes_value(a)) {
       rc = cli_usage_error(C, "unknown option '%s'", a);
     } else if (!(v = cli_value(C, argc, argv, &i))) {
@@ -331,6 +335,10 @@ int cmd_quantize(int argc, char** argv) {
       if (!cli_int(C, a, v, 1, 256, &threads)) rc = 2;
     } else if (!strcmp(a, "--calib")) {
       o.calib_path = v;
+    } else if (!strcmp(a, "--method")) {
+      o.method = v;
+    } else if (!strcmp(a, "--damp")) {
+      if (!cli_float(C, a, v, 1e-9, 10, &o.gptq_damp)) rc = 2;
     } else if (!strcmp(a, "--calib-tokens")) {
       long n;
       if (!cli_int(C, a, v, 1, 2000000000L, &n)) rc = 2;

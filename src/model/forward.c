@@ -130,20 +130,16 @@ static void add_bias(float* y, const float* bias, int n, int width) {
     for (int i = 0; i < width; i++) y[(size_t)t * width + i] += bias[i];
 }
 
-qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const int* seq, int n,
-                           float* logits, bool all_logits) {
+void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq, int n) {
   qn_model* m = c->m;
   const qn_hparams* hp = &m->src->hp;
   const qn_weights* w = &m->w;
   const int dim = hp->dim, hd = hp->head_dim, qd = hp->n_heads * hd;
   const int kvd = hp->n_kv_heads * hd, hid = hp->hidden_dim;
   qn_pool* pool = m->pool;
-  const qn_qtype_traits* emb = qn_qtype_traits_of(w->tok_embd.type);
-
-  for (int t = 0; t < n; t++) emb->dequant_row(&w->tok_embd, tokens[t], c->x + (size_t)t * dim);
   rope_tables(hp, pos, n, c->rope_cs);
 
-  for (int l = 0; l < hp->n_layers; l++) {
+  for (int l = l0; l < l1; l++) {
     const qn_layer_weights* lw = &w->layers[l];
     /* attention block */
     for (int t = 0; t < n; t++)
@@ -191,6 +187,19 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
     qn_matmul(pool, &lw->w_down, c->hb, n, c->q, c->scratch);
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
   }
+}
+
+qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const int* seq, int n,
+                           float* logits, bool all_logits) {
+  qn_model* m = c->m;
+  const qn_hparams* hp = &m->src->hp;
+  const qn_weights* w = &m->w;
+  const int dim = hp->dim;
+  qn_pool* pool = m->pool;
+  const qn_qtype_traits* emb = qn_qtype_traits_of(w->tok_embd.type);
+
+  for (int t = 0; t < n; t++) emb->dequant_row(&w->tok_embd, tokens[t], c->x + (size_t)t * dim);
+  qn_forward_layers(c, 0, hp->n_layers, pos, seq, n);
 
   if (!logits) return QN_OK;
   int first = all_logits ? 0 : n - 1;

@@ -59,5 +59,9 @@ struct qn_ctx {
 /* Runs tokens [0, n) with n <= QN_MAX_BATCH (see qn_ctx_forward for the contract). */
 qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const int* seq, int n,
                            float* logits, bool all_logits);
+/* Runs decoder blocks [l0, l1) on the residual stream c->x of n <= QN_MAX_BATCH tokens in
+ * place (positions/sequences as for qn_forward_batch; observe hooks fire). Used by GPTQ to
+ * advance stored activations one block at a time. */
+void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq, int n);
 
 #endif

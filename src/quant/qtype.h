@@ -36,6 +36,9 @@ typedef enum qn_qtype {
   QN_QTYPE_W8A8_STATIC,  /* weights as int8-channel; int8 activations, static per-tensor scale */
   QN_QTYPE_W8A8_DYNAMIC, /* weights as int8-channel; int8 activations, per-token scale */
   QN_QTYPE_W4A8,         /* weights as int4-g32; int8 activations, per-token scale */
+  QN_QTYPE_Q3_G32, /* int3 [-4,3], symmetric, fp16 scale per 32 columns, 3-bit bit stream */
+  QN_QTYPE_Q3_G64,
+  QN_QTYPE_Q3_G128,
   QN_QTYPE_COUNT
 } qn_qtype;
 
@@ -66,7 +69,7 @@ typedef struct qn_quant_opts {
 
 typedef struct qn_qtype_traits {
   const char* name;     /* scheme name users type: "int4-g32" */
-  int payload_bits;     /* bits per weight in the payload (32, 16, 8 or 4) */
+  int payload_bits;     /* bits per weight in the payload (32, 16, 8, 4 or 3) */
   int group;            /* columns per scale; 0 = one scale per row; -1 = no scale */
   qn_dtype scale_dtype; /* dtype of scales and zeros */
   bool asymmetric;      /* has zeros (group minimums) */

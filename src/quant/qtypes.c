@@ -104,6 +104,19 @@ static const qn_qtype_traits k_traits[QN_QTYPE_COUNT] = {
                        "int4 codes [-8,7], 2 per byte, fp16 scale per 32 columns; int8 "
                        "activations, scale absmax/127 per token at run time",
                        F16_MAX_ABS, qn_dequant_row_q4_g, qn_quantize_row_q4_g32, QN_ACT_I8_DYNAMIC},
+    [QN_QTYPE_Q3_G32] = {"int3-g32", 3, 32, QN_DTYPE_F16, false, REF_KERNELS,
+                         "very lossy with RTN; use --method gptq (calibrated error "
+                         "compensation) at 3 bits",
+                         "int3 codes [-4,3], 3-bit bit stream, fp16 scale per 32 columns",
+                         F16_MAX_ABS, qn_dequant_row_q3_g, qn_quantize_row_q3_g32},
+    [QN_QTYPE_Q3_G64] = {"int3-g64", 3, 64, QN_DTYPE_F16, false, REF_KERNELS,
+                         "very lossy with RTN; worse than int3-g32; use --method gptq",
+                         "int3 codes [-4,3], 3-bit bit stream, fp16 scale per 64 columns",
+                         F16_MAX_ABS, qn_dequant_row_q3_g, qn_quantize_row_q3_g64},
+    [QN_QTYPE_Q3_G128] = {"int3-g128", 3, 128, QN_DTYPE_F16, false, REF_KERNELS,
+                          "very lossy with RTN; worse than int3-g64; use --method gptq",
+                          "int3 codes [-4,3], 3-bit bit stream, fp16 scale per 128 columns",
+                          F16_MAX_ABS, qn_dequant_row_q3_g, qn_quantize_row_q3_g128},
 };
 
 const qn_qtype_traits* qn_qtype_traits_of(qn_qtype t) {

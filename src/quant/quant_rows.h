@@ -61,6 +61,15 @@ void qn_quantize_row_q4a_g128(QN_QUANT_ROW_ARGS);
 void qn_dequant_row_q4_g(const qn_qtensor* w, int64_t r, float* out);
 void qn_dequant_row_q4a_g(const qn_qtensor* w, int64_t r, float* out);
 
+/* quant_int3.c */
+void qn_quantize_row_q3_g32(QN_QUANT_ROW_ARGS);
+void qn_quantize_row_q3_g64(QN_QUANT_ROW_ARGS);
+void qn_quantize_row_q3_g128(QN_QUANT_ROW_ARGS);
+void qn_dequant_row_q3_g(const qn_qtensor* w, int64_t r, float* out);
+/* 3-bit field i of a row (see quant_int3.c for the bit layout); put ORs into zeroed bytes */
+void qn_int3_put(uint8_t* p, int64_t i, unsigned v);
+unsigned qn_int3_get(const uint8_t* p, int64_t i);
+
 /* quant_fp8.c */
 void qn_quantize_row_f8_e4m3(QN_QUANT_ROW_ARGS);
 void qn_quantize_row_f8_e5m2(QN_QUANT_ROW_ARGS);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "calib/calibrate.h"
+#include "calib/gptq.h"
 #include "calib/smoothquant.h"
 #include "core/clock.h"
 #include "core/half.h"
@@ -375,6 +376,66 @@ static qn_status calib_report(const calib_state* cs, qn_quantize_report* rep) {
   return QN_OK;
 }
 
+/* ---- weight methods (GPTQ) ---- */
+
+/* Checks --method; sets search (also from the search flag) and gptq. */
+static qn_status check_method(const qn_quantize_opts* o, bool* search, bool* gptq) {
+  const char* m = o->method ? o->method : "rtn";
+  *search = o->search || !strcmp(m, "search");
+  *gptq = !strcmp(m, "gptq");
+  if (strcmp(m, "rtn") && strcmp(m, "search") && !*gptq)
+    return qn_error(QN_EINVAL, "unknown method '%s' (--method: rtn, search or gptq)", m);
+  if (*gptq && !o->calib_path)
+    return qn_error(QN_EINVAL,
+                    "--method gptq needs calibration text for the layer Hessians: give --calib "
+                    "FILE");
+  if (*gptq && (o->smooth || o->smooth_auto))
+    return qn_error(QN_EINVAL, "--method gptq cannot be combined with --smooth");
+  if (!(o->gptq_damp >= 0))
+    return qn_error(QN_EINVAL, "GPTQ dampening %g must be >= 0", o->gptq_damp);
+  return QN_OK;
+}
+
+/* Runs sequential GPTQ on the FP32 model (opened and closed here). */
+static qn_status run_gptq(const char* in_path, const qn_quantize_opts* o, const qn_recipe* rc,
+                          bool search, qn_gptq_result* out) {
+  qn_model_opts mo = {o->tokenizer_path, o->n_threads};
+  qn_model* m = NULL;
+  QN_TRY(qn_model_open(in_path, &mo, &m));
+  qn_gptq_model_opts go;
+  memset(&go, 0, sizeof go);
+  go.gptq.damp = o->gptq_damp > 0 ? o->gptq_damp : QN_GPTQ_DEFAULT_DAMP;
+  go.gptq.act_order = o->gptq_act_order;
+  go.gptq.search = search;
+  go.max_tokens = o->calib_tokens;
+  go.ctx = o->calib_ctx;
+  go.scheme_of = recipe_scheme;
+  go.scheme_user = (void*)rc;
+  go.progress = o->progress;
+  go.progress_user = o->progress_user;
+  qn_status st = qn_gptq_model_run(m, o->calib_path, &go, out);
+  qn_model_free(m);
+  return st;
+}
+
+/* Quantizes matrix p (f32) into ob, or takes GPTQ's arrays for it when there are some; deq
+ * (rows x cols scratch) measures the latter's error. */
+static qn_status quantize_item(const plan_item* p, const float* f32, const qn_quant_opts* qo,
+                               const qn_gptq_result* g, float* deq, uint8_t* ob[3],
+                               qn_quant_stats* qs) {
+  const qn_gptq_weight* gw = qn_gptq_result_find(g, p->src->name);
+  if (!gw || gw->scheme != p->scheme || gw->rows != p->rows || gw->cols != p->cols)
+    return qn_quantize_matrix(p->scheme, f32, p->rows, p->cols, qo, ob[0],
+                              p->out[1] >= 0 ? ob[1] : NULL, p->out[2] >= 0 ? ob[2] : NULL, qs);
+  size_t sb = qn_qtype_traits_of(p->scheme)->scale_dtype == QN_DTYPE_F16 ? 2 : 4;
+  memcpy(ob[0], gw->payload, qn_qtype_row_bytes(p->scheme, p->cols) * (size_t)p->rows);
+  memcpy(ob[1], gw->scales, (size_t)qn_qtype_n_groups(p->scheme, p->cols) * sb * (size_t)p->rows);
+  qn_qtensor q = {p->scheme, p->rows, p->cols, ob[0], ob[1], NULL, 0};
+  QN_TRY(qn_qtensor_dequant(&q, deq));
+  qn_quant_stats_measure(f32, deq, p->rows * p->cols, qs);
+  return QN_OK;
+}
+
 qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quantize_opts* o,
                       qn_quantize_report* rep) {
   qn_error_clear();
@@ -388,16 +449,24 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   qn_calib_method method;
   double pct;
   QN_TRY(check_calib_opts(o, &method, &pct));
+  bool search = false, gptq = false;
+  QN_TRY(check_method(o, &search, &gptq));
+  qn_quantize_opts oc = *o; /* GPTQ: its own default calibration size */
+  if (gptq && !oc.calib_tokens) oc.calib_tokens = QN_GPTQ_DEFAULT_TOKENS;
 
   /* calibration first: its model is closed again before the streaming starts */
   calib_state cs;
   memset(&cs, 0, sizeof cs);
-  qn_status st = o->calib_path ? run_calibration(in_path, o, &rc, method, pct, &cs) : QN_OK;
+  qn_gptq_result gres;
+  memset(&gres, 0, sizeof gres);
+  qn_status st = o->calib_path ? run_calibration(in_path, &oc, &rc, method, pct, &cs) : QN_OK;
+  if (st == QN_OK && gptq) st = run_gptq(in_path, &oc, &rc, search, &gres);
   qn_source* s = NULL;
   if (st == QN_OK) st = qn_source_open(in_path, o->tokenizer_path, &s);
   if (st != QN_OK) {
     qn_calib_free(cs.cal);
     qn_smooth_free(cs.sm);
+    qn_gptq_result_free(&gres);
     return st;
   }
   qn_weights wcheck; /* binds every weight: shapes checked before any work */
@@ -428,7 +497,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     char* rtxt = qn_recipe_text(&rc);
     cJSON_AddStringToObject(md, "quench.recipe", rtxt ? rtxt : "");
     free(rtxt);
-    cJSON_AddStringToObject(md, "quench.method", o->search ? "search" : "rtn");
+    cJSON_AddStringToObject(md, "quench.method", gptq ? "gptq" : search ? "search" : "rtn");
     cJSON* src = cJSON_CreateObject();
     cJSON_AddStringToObject(src, "path", in_path);
     cJSON_AddStringToObject(src, "format", qn_format_name(s->format));
@@ -459,6 +528,8 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   for (int i = 0; i < n_out; i++)
     if (outs[i].nbytes > max_out) max_out = outs[i].nbytes;
   float* f32 = st == QN_OK ? malloc(sizeof(float) * max_el) : NULL;
+  float* deq = st == QN_OK && gptq ? malloc(sizeof(float) * max_el) : NULL;
+  if (st == QN_OK && gptq && !deq) st = qn_error(QN_ENOMEM, "out of memory");
   uint8_t* ob[3] = {NULL, NULL, NULL};
   for (int k = 0; k < 3 && st == QN_OK; k++) ob[k] = malloc(max_out);
   if (st == QN_OK && (!f32 || !ob[0] || !ob[1] || !ob[2]))
@@ -472,7 +543,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     free(partial);
     st = qn_qnz_writer_begin(out_path, outs, n_out, reserve, &w);
   }
-  qn_quant_opts qo = {o->search, NULL, o->n_threads > 0 ? o->n_threads : qn_cpu_count()};
+  qn_quant_opts qo = {search, NULL, o->n_threads > 0 ? o->n_threads : qn_cpu_count()};
   int64_t done = 0, total = 0;
   for (int i = 0; i < s->n_tensors; i++)
     if (plan[i].rows > 0) total += plan[i].rows * plan[i].cols;
@@ -488,8 +559,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     r->bytes_in = p->src->nbytes;
     if (st == QN_OK && p->matrix) {
       qn_quant_stats qs;
-      st = qn_quantize_matrix(p->scheme, f32, p->rows, p->cols, &qo, ob[0],
-                              p->out[1] >= 0 ? ob[1] : NULL, p->out[2] >= 0 ? ob[2] : NULL, &qs);
+      st = quantize_item(p, f32, &qo, &gres, deq, ob, &qs);
       if (st == QN_EINVAL || st == QN_ERANGE) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s", qn_last_error());
@@ -561,6 +631,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   free(mdtxt);
   for (int k = 0; k < 3; k++) free(ob[k]);
   free(f32);
+  free(deq);
   free(tr);
   free(outs);
   free(plan);
@@ -570,5 +641,6 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   qn_source_free(s);
   qn_calib_free(cs.cal);
   qn_smooth_free(cs.sm);
+  qn_gptq_result_free(&gres);
   return st;
 }

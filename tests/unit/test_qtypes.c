@@ -28,6 +28,9 @@ static const char* k_names[QN_QTYPE_COUNT] = {
     [QN_QTYPE_W8A8_STATIC] = "w8a8-static",
     [QN_QTYPE_W8A8_DYNAMIC] = "w8a8-dynamic",
     [QN_QTYPE_W4A8] = "w4a8",
+    [QN_QTYPE_Q3_G32] = "int3-g32",
+    [QN_QTYPE_Q3_G64] = "int3-g64",
+    [QN_QTYPE_Q3_G128] = "int3-g128",
 };
 
 static void test_names(void** s) {
@@ -72,6 +75,8 @@ static const rule k_rules[QN_QTYPE_COUNT] = {
     [QN_QTYPE_Q4A_G128] = {4, 128, 2, 2},   [QN_QTYPE_F8_E4M3] = {8, 0, 4, 1},
     [QN_QTYPE_F8_E5M2] = {8, 0, 4, 1},      [QN_QTYPE_W8A8_STATIC] = {8, 0, 4, 1},
     [QN_QTYPE_W8A8_DYNAMIC] = {8, 0, 4, 1}, [QN_QTYPE_W4A8] = {4, 32, 2, 1},
+    [QN_QTYPE_Q3_G32] = {3, 32, 2, 1},      [QN_QTYPE_Q3_G64] = {3, 64, 2, 1},
+    [QN_QTYPE_Q3_G128] = {3, 128, 2, 1},
 };
 
 static void test_sizes_by_rule(void** s) {
@@ -118,6 +123,10 @@ static void test_bpw_known(void** s) {
       {"int8-channel", 2, 172, 8.0 + 32.0 / 172},
       {"int8-g32", 4, 4096, 8.5},
       {"int8-g64", 4, 4096, 8.25},
+      {"int3-g32", 4, 4096, 3.5},
+      {"int3-g64", 4, 4096, 3.25},
+      {"int3-g128", 2, 256, 3.125},
+      {"int3-g32", 1, 33, (13.0 * 8 + 2.0 * 16) / 33},
       {"int8-g128", 4, 4096, 8.125},
       {"int4-g32", 4, 4096, 4.5},
       {"int4-g64", 4, 4096, 4.25},

@@ -271,6 +271,9 @@ static void check_bounds(const qmat* m, const float* w, bool rtn) {
     case QN_QTYPE_Q4_G64:
     case QN_QTYPE_Q4_G128:
     case QN_QTYPE_W4A8: check_sym_int(m, w, -8, 7, rtn); break;
+    case QN_QTYPE_Q3_G32:
+    case QN_QTYPE_Q3_G64:
+    case QN_QTYPE_Q3_G128: check_sym_int(m, w, -4, 3, rtn); break;
     case QN_QTYPE_Q4A_G32:
     case QN_QTYPE_Q4A_G64:
     case QN_QTYPE_Q4A_G128: check_asym(m, w, rtn); break;
@@ -397,6 +400,9 @@ SCHEME_TEST(test_q4a_g64, QN_QTYPE_Q4A_G64)
 SCHEME_TEST(test_q4a_g128, QN_QTYPE_Q4A_G128)
 SCHEME_TEST(test_fp8_e4m3, QN_QTYPE_F8_E4M3)
 SCHEME_TEST(test_fp8_e5m2, QN_QTYPE_F8_E5M2)
+SCHEME_TEST(test_q3_g32, QN_QTYPE_Q3_G32)
+SCHEME_TEST(test_q3_g64, QN_QTYPE_Q3_G64)
+SCHEME_TEST(test_q3_g128, QN_QTYPE_Q3_G128)
 
 /* On gaussian weights the search must actually help (total error strictly lower). */
 static void test_search_helps(void** s) {
@@ -580,6 +586,8 @@ int main(void) {
       cmocka_unit_test(test_q4a_g32),     cmocka_unit_test(test_q4a_g64),
       cmocka_unit_test(test_q4a_g128),    cmocka_unit_test(test_fp8_e4m3),
       cmocka_unit_test(test_fp8_e5m2),    cmocka_unit_test(test_search_helps),
+      cmocka_unit_test(test_q3_g32),      cmocka_unit_test(test_q3_g64),
+      cmocka_unit_test(test_q3_g128),
       cmocka_unit_test(test_int4_layout), cmocka_unit_test(test_int8_fp8_layout),
       cmocka_unit_test(test_range_edges), cmocka_unit_test(test_threads_same_bytes),
       cmocka_unit_test(test_bad_input),

@@ -47,8 +47,8 @@ static void test_default_only(void** state) {
 static void test_unknown_default(void** state) {
   (void)state;
   qn_recipe r;
-  assert_int_equal(qn_recipe_init(&r, "int3-g32"), QN_EINVAL);
-  assert_non_null(strstr(qn_last_error(), "int3-g32"));
+  assert_int_equal(qn_recipe_init(&r, "int2-g32"), QN_EINVAL);
+  assert_non_null(strstr(qn_last_error(), "int2-g32"));
   assert_int_equal(qn_recipe_init(&r, NULL), QN_EINVAL);
   assert_int_equal(qn_recipe_init(&r, ""), QN_EINVAL);
   /* names are exact: no case folding, no stray spaces */
