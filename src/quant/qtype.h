@@ -36,7 +36,7 @@ typedef enum qn_qtype {
   QN_QTYPE_W8A8_STATIC,  /* weights as int8-channel; int8 activations, static per-tensor scale */
   QN_QTYPE_W8A8_DYNAMIC, /* weights as int8-channel; int8 activations, per-token scale */
   QN_QTYPE_W4A8,         /* weights as int4-g32; int8 activations, per-token scale */
-  QN_QTYPE_Q3_G32, /* int3 [-4,3], symmetric, fp16 scale per 32 columns, 3-bit bit stream */
+  QN_QTYPE_Q3_G32,       /* int3 [-4,3], symmetric, fp16 scale per 32 columns, 3-bit bit stream */
   QN_QTYPE_Q3_G64,
   QN_QTYPE_Q3_G128,
   QN_QTYPE_COUNT

@@ -4,6 +4,8 @@
  *    by the query heads of a group); ffn_norm / s with gate,up columns * s; ffn_up rows / s
  *    with ffn_down columns * s: q, k, the attention output projection and the MLP output
  *    equal the unsmoothed ones; unrelated tensors are untouched;
+ *  - a calibration run on pycode-19m keeps an evenly spread sample and the extreme rows (the
+ *    largest of which holds the site's max |x|);
  *  - scales from a calibration run on pycode-19m: alpha = 1 gives s = max|X_j|, alpha = 0
  *    gives s = 1 / max|W_j| (clamped to [1e-5, 1e5]); attention-output scales are equal
  *    across the query heads of each kv group; the untied head's input is smoothed (s =
@@ -195,8 +197,22 @@ static void test_scales_pycode(void** state) {
   memset(&co, 0, sizeof co);
   co.max_tokens = 600;
   co.ctx = 300;
+  co.sample_rows = 32;
   qn_calib* c = NULL;
   assert_int_equal(qn_calib_run(m, t, len < 20000 ? len : 20000, "pycode", &co, &c), QN_OK);
+  /* the search sample: evenly spread rows, then the rows with the largest max |x|, the
+     largest of them being the site's max |x| */
+  for (int l = 0; l < m->src->hp.n_layers; l++) {
+    int slot = qn_calib_slot(c, l, QN_SITE_FFN_MID);
+    int w = m->src->hp.hidden_dim;
+    assert_true(c->sample_n[slot] >= 16 && c->sample_n[slot] <= 32);
+    assert_int_equal(c->extreme_n[slot], QN_CALIB_EXTREME_ROWS);
+    float top = 0;
+    for (int r = 0; r < c->extreme_n[slot]; r++)
+      for (int j = 0; j < w; j++)
+        top = fmaxf(top, fabsf(c->sample[slot][(size_t)(c->sample_n[slot] + r) * w + j]));
+    assert_true(top == qn_observer_absmax(qn_calib_observer(c, l, QN_SITE_FFN_MID)));
+  }
   const qn_hparams* hp = &m->src->hp;
   const int group = hp->n_heads / hp->n_kv_heads, hd = hp->head_dim;
   qn_smooth* s1 = NULL;
