@@ -183,7 +183,7 @@ static qn_status quantize_weight(qn_qtensor* qt, const char* name, qn_qtype sche
   sw->at[sw->n] = qt;
   sw->orig[sw->n] = *qt;
   sw->f32[sw->n++] = f;
-  *qt = (qn_qtensor){QN_QTYPE_F32, rows, cols, f, NULL, NULL, 0};
+  *qt = (qn_qtensor){QN_QTYPE_F32, rows, cols, f, NULL, NULL, 0, QN_LAYOUT_ROWS};
   return QN_OK;
 }
 

@@ -292,7 +292,7 @@ static double candidate_error(qn_model* m, search_buf* b, const qn_qtensor* w, q
     for (int64_t j = 0; j < cols; j++) b->xs[(size_t)t * cols + j] = x[(size_t)t * cols + j] / s[j];
   const qn_qtype_traits* tr = qn_qtype_traits_of(qt);
   qn_quant_opts qo = {false, NULL, qn_pool_size(m->pool)};
-  qn_qtensor q = {qt, rows, cols, b->pay, NULL, NULL, 0};
+  qn_qtensor q = {qt, rows, cols, b->pay, NULL, NULL, 0, QN_LAYOUT_ROWS};
   if (tr->group >= 0) q.scales = b->scl;
   if (tr->asymmetric) q.zeros = b->zer;
   if (tr->act == QN_ACT_I8_STATIC) q.act_scale = T / 127.0f;
@@ -377,7 +377,7 @@ static qn_status search_site(qn_model* m, const qn_calib* c, qn_smooth* sm, int 
   for (int i = 0; i < sl.n && st == QN_OK; i++) {
     const qn_qtensor* w = sl.w[i];
     st = qn_qtensor_dequant(w, b->w);
-    qn_qtensor wf = {QN_QTYPE_F32, w->rows, w->cols, b->w, NULL, NULL, 0};
+    qn_qtensor wf = {QN_QTYPE_F32, w->rows, w->cols, b->w, NULL, NULL, 0, QN_LAYOUT_ROWS};
     if (st == QN_OK) st = matmul(m, b, &wf, c->sample[slot], n, b->yref);
     for (int k = 0; k < n_cand && st == QN_OK; k++)
       err[k] += candidate_error(m, b, w, qt[i], c->sample[slot], n, s + (size_t)k * width, T[k]);

@@ -1,5 +1,5 @@
-/* dispatch.c: chooses the kernel implementation once per process; schemes with int8
- * activations always run the integer reference (their results are defined by it). */
+/* dispatch.c: chooses the kernel implementation once per process from the CPU's features
+ * (or QN_ISA=ref|avx2|avx512) and routes every product and op to it. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,15 +8,41 @@
 
 static qn_isa g_isa = (qn_isa)-1;
 
+bool qn_isa_supported(qn_isa isa) {
+  if (isa == QN_ISA_REF) return true;
+#if defined(QN_HAVE_X86_KERNELS) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+              __builtin_cpu_supports("f16c");
+  if (isa == QN_ISA_AVX2) return avx2;
+  if (isa == QN_ISA_AVX512)
+    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+#endif
+  return false;
+}
+
+qn_isa qn_isa_force(qn_isa isa) {
+  while (isa > QN_ISA_REF && !qn_isa_supported(isa)) isa = (qn_isa)(isa - 1);
+  g_isa = isa;
+  return isa;
+}
+
 qn_isa qn_isa_active(void) {
   if ((int)g_isa < 0) {
     const char* e = getenv("QN_ISA");
-    g_isa = (e && strcmp(e, "ref") == 0) ? QN_ISA_REF : QN_ISA_BLAS;
+    qn_isa want = QN_ISA_AVX512;
+    if (e && strcmp(e, "ref") == 0) want = QN_ISA_REF;
+    if (e && strcmp(e, "avx2") == 0) want = QN_ISA_AVX2;
+    qn_isa_force(want);
   }
   return g_isa;
 }
 
-const char* qn_isa_name(qn_isa isa) { return isa == QN_ISA_REF ? "ref" : "blas"; }
+const char* qn_isa_name(qn_isa isa) {
+  return isa == QN_ISA_AVX512 ? "avx512" : isa == QN_ISA_AVX2 ? "avx2" : "ref";
+}
 
 /* Below this many tokens the per-row reference is as fast as sgemm and needs no dequant
  * block; above it sgemm's blocking wins. */
@@ -38,7 +64,7 @@ void qn_matmul(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float*
                float* scratch) {
   if (int8_activations(W))
     qn_matmul_i8_ref(pool, W, X, n, Y, scratch);
-  else if (qn_isa_active() == QN_ISA_BLAS && n >= QN_BLAS_MIN_TOKENS)
+  else if (qn_isa_active() != QN_ISA_REF && n >= QN_BLAS_MIN_TOKENS)
     qn_matmul_blas(pool, W, X, n, Y, scratch);
   else
     qn_matmul_ref(pool, W, X, n, Y, scratch);

@@ -6,21 +6,31 @@
 #ifndef QN_KERNELS_KERNELS_H
 #define QN_KERNELS_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/threadpool.h"
 #include "quant/qtype.h"
 
-/* Which implementation the dispatcher uses. */
+/* Which implementation the dispatcher uses. Every level above REF also sends batched
+ * float products (>= 8 tokens) to OpenBLAS sgemm. */
 typedef enum qn_isa {
-  QN_ISA_REF = 0, /* scalar reference, the spec */
-  QN_ISA_BLAS,    /* reference math; batched float products through OpenBLAS sgemm */
+  QN_ISA_REF = 0, /* scalar reference, the spec; no BLAS */
+  QN_ISA_AVX2,    /* AVX2 + FMA + F16C kernels */
+  QN_ISA_AVX512,  /* AVX-512 F/BW/VL/DQ + VNNI (+ BF16) kernels */
 } qn_isa;
 
-/* The ISA chosen once per process: QN_ISA=ref forces the reference. */
+/* The ISA chosen once per process: the best the CPU supports, or QN_ISA=ref|avx2|avx512
+ * (a forced level the CPU lacks falls back to the best supported one below it). */
 qn_isa qn_isa_active(void);
+/* True when this CPU (and build) can run kernels of level isa. */
+bool qn_isa_supported(qn_isa isa);
+/* "ref", "avx2", "avx512". */
 const char* qn_isa_name(qn_isa isa);
+/* Forces a level for the rest of the process (tests and benchmarks compare levels);
+ * returns the level actually set (the best supported one <= isa). */
+qn_isa qn_isa_force(qn_isa isa);
 
 /* Scratch floats qn_matmul needs for W with n tokens on a pool of n_threads. */
 size_t qn_matmul_scratch_floats(const qn_qtensor* W, int n, int n_threads);
@@ -81,6 +91,13 @@ int32_t qn_i8_dot(const int8_t* a, const int8_t* b, int64_t n);
 void qn_attention_causal_blas(const float* q, int q_stride, const float* k, const float* v,
                               int kv_stride, int n, int p0, int head_dim, float scale, float* out,
                               int out_stride, float* scratch);
+
+/* One query head of one token over n_pos cached positions 0..n_pos-1:
+ *   att[j] = scale * q . k_j;  softmax(att);  out = sum_j att[j] v_j
+ * k and v point at position 0 of this head's keys/values, rows kv_stride floats apart;
+ * att has n_pos floats of scratch. The reference for the SIMD versions. */
+void qn_attn_head_ref(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
+                      int head_dim, float scale, float* att, float* out);
 
 /* ---- element-wise and normalisation ops (reference) ---- */
 

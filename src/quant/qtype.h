@@ -49,6 +49,13 @@ typedef enum qn_act_kind {
   QN_ACT_I8_STATIC,  /* int8 activations, one per-tensor scale fixed by calibration */
 } qn_act_kind;
 
+/* How a matrix's payload and scales are arranged in memory (and in .qnz files). */
+typedef enum qn_layout {
+  QN_LAYOUT_ROWS = 0, /* canonical: row-major rows, scales rows x n_groups (see above) */
+  QN_LAYOUT_I8X16,    /* w8a8-*: 16-row x 4-column interleave for VNNI (quant/pack_i8.h) */
+  QN_LAYOUT_I4X16,    /* w4a8: 16-row x 32-column nibble blocks for VNNI (quant/pack_i8.h) */
+} qn_layout;
+
 /* A weight matrix as kernels and the model see it. */
 typedef struct qn_qtensor {
   qn_qtype type;
@@ -58,6 +65,7 @@ typedef struct qn_qtensor {
   const void* scales; /* rows * n_groups scale values, or NULL */
   const void* zeros;  /* rows * n_groups minimums (asymmetric), or NULL */
   float act_scale;    /* QN_ACT_I8_STATIC: activation scale (int8 step), else 0 */
+  qn_layout layout;   /* arrangement of data/scales; QN_LAYOUT_ROWS unless packed */
 } qn_qtensor;
 
 /* Options of the row quantizer. */

@@ -430,7 +430,7 @@ static qn_status quantize_item(const plan_item* p, const float* f32, const qn_qu
   size_t sb = qn_qtype_traits_of(p->scheme)->scale_dtype == QN_DTYPE_F16 ? 2 : 4;
   memcpy(ob[0], gw->payload, qn_qtype_row_bytes(p->scheme, p->cols) * (size_t)p->rows);
   memcpy(ob[1], gw->scales, (size_t)qn_qtype_n_groups(p->scheme, p->cols) * sb * (size_t)p->rows);
-  qn_qtensor q = {p->scheme, p->rows, p->cols, ob[0], ob[1], NULL, 0};
+  qn_qtensor q = {p->scheme, p->rows, p->cols, ob[0], ob[1], NULL, 0, QN_LAYOUT_ROWS};
   QN_TRY(qn_qtensor_dequant(&q, deq));
   qn_quant_stats_measure(f32, deq, p->rows * p->cols, qs);
   return QN_OK;

@@ -160,7 +160,7 @@ static void quant_local(qn_qtype t, const float* w, int64_t rows, int64_t cols, 
   }
   qn_status st = qn_quantize_matrix(t, w, rows, cols, NULL, q->payload, q->scales, q->zeros, NULL);
   assert_int_equal(st, QN_OK);
-  q->qt = (qn_qtensor){t, rows, cols, q->payload, q->scales, q->zeros, 0};
+  q->qt = (qn_qtensor){t, rows, cols, q->payload, q->scales, q->zeros, 0, QN_LAYOUT_ROWS};
 }
 
 static void qlocal_free(qlocal* q) {

@@ -77,7 +77,7 @@ static qbuf qbuf_new(qn_qtype t, int rows, int cols) {
   return b;
 }
 static void qbuf_decode(qn_qtype t, qbuf* b, int rows, int cols) {
-  qn_qtensor q = {t, rows, cols, b->payload, b->scales, NULL, 0};
+  qn_qtensor q = {t, rows, cols, b->payload, b->scales, NULL, 0, QN_LAYOUT_ROWS};
   for (int r = 0; r < rows; r++)
     qn_qtype_traits_of(t)->dequant_row(&q, r, b->deq + (size_t)r * cols);
 }

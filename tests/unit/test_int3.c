@@ -31,7 +31,7 @@ static void test_layout_by_hand(void** s) {
   assert_int_equal(payload[0], 0x88);
   assert_int_equal(payload[1], 0xC6);
   assert_int_equal(payload[2], 0xFA);
-  qn_qtensor t = {QN_QTYPE_Q3_G32, 1, 8, payload, &scale, NULL, 0};
+  qn_qtensor t = {QN_QTYPE_Q3_G32, 1, 8, payload, &scale, NULL, 0, QN_LAYOUT_ROWS};
   float out[8];
   qn_qtype_traits_of(QN_QTYPE_Q3_G32)->dequant_row(&t, 0, out);
   for (int i = 0; i < 8; i++) assert_true(out[i] == w[i]);
@@ -71,7 +71,7 @@ static void check_scheme(qn_qtype t, int64_t cols) {
     tr->quantize_row(w + r * cols, cols, &rtn, pay + r * rb, sc + r * ng, NULL);
     tr->quantize_row(w + r * cols, cols, &srch, pay2 + r * rb, sc2 + r * ng, NULL);
   }
-  qn_qtensor a = {t, rows, cols, pay, sc, NULL, 0}, b = {t, rows, cols, pay2, sc2, NULL, 0};
+  qn_qtensor a = {t, rows, cols, pay, sc, NULL, 0, QN_LAYOUT_ROWS}, b = {t, rows, cols, pay2, sc2, NULL, 0, QN_LAYOUT_ROWS};
   double ea = 0, eb = 0;
   for (int64_t r = 0; r < rows; r++) {
     /* unused high bits of the last byte are 0 */

@@ -62,7 +62,7 @@ static qmat make_qmat(qn_qtype t, const float* w, int64_t rows, int64_t cols, fl
   for (int64_t r = 0; r < rows; r++)
     tr->quantize_row(w + r * cols, cols, NULL, m.payload + r * rb, m.scales + sb * (size_t)(r * ng),
                      NULL);
-  m.W = (qn_qtensor){t, rows, cols, m.payload, m.scales, NULL, act_scale};
+  m.W = (qn_qtensor){t, rows, cols, m.payload, m.scales, NULL, act_scale, QN_LAYOUT_ROWS};
   return m;
 }
 
@@ -260,7 +260,7 @@ static void test_extreme_codes(void** s) {
   };
   for (int k = 0; k < 2; k++) { /* w8a8-dynamic, then static at scale 3/127 and 2/127 */
     qn_qtensor W = {
-        k ? QN_QTYPE_W8A8_STATIC : QN_QTYPE_W8A8_DYNAMIC, rows, cols, payload, d, NULL, 0.0f};
+        k ? QN_QTYPE_W8A8_STATIC : QN_QTYPE_W8A8_DYNAMIC, rows, cols, payload, d, NULL, 0.0f, QN_LAYOUT_ROWS};
     for (int t = 0; t < 2; t++) {
       float sx = (t == 0 ? 3.0f : 2.0f) / 127.0f;
       W.act_scale = k ? sx : 0.0f;
@@ -284,7 +284,7 @@ static void test_extreme_codes(void** s) {
   uint16_t* s4 = xmalloc(2 * (size_t)ng);
   assert_non_null(p4);
   for (int64_t g = 0; g < ng; g++) s4[g] = qn_f32_to_f16(g % 2 ? -0.125f : 0.0625f);
-  qn_qtensor W4 = {QN_QTYPE_W4A8, 1, cols, p4, s4, NULL, 0.0f};
+  qn_qtensor W4 = {QN_QTYPE_W4A8, 1, cols, p4, s4, NULL, 0.0f, QN_LAYOUT_ROWS};
   float* Y = run_matmul(NULL, &W4, X, 1);
   float sum = 0.0f;
   for (int64_t g = 0; g < ng; g++) {

@@ -101,7 +101,7 @@ static qmat quantize(qn_qtype t, const float* w, int64_t rows, int64_t cols,
   assert_int_equal(qn_quantize_matrix(t, w, rows, cols, o, m.payload, m.scales, m.zeros, &m.st),
                    QN_OK);
   m.deq = xmalloc((size_t)(rows * cols) * sizeof(float));
-  qn_qtensor qt = {t, rows, cols, m.payload, m.scales, m.zeros, 0};
+  qn_qtensor qt = {t, rows, cols, m.payload, m.scales, m.zeros, 0, QN_LAYOUT_ROWS};
   assert_int_equal(qn_qtensor_dequant(&qt, m.deq), QN_OK);
   return m;
 }
@@ -570,7 +570,7 @@ static void test_bad_input(void** s) {
   assert_int_equal(qn_quantize_matrix(QN_QTYPE_Q4_G32, w, 2, 4, &o, payload, scales, NULL, NULL),
                    QN_EINVAL);
   assert_non_null(strstr(qn_last_error(), "importance"));
-  qn_qtensor bad = {QN_QTYPE_Q4_G32, 2, 4, payload, NULL, NULL, 0};
+  qn_qtensor bad = {QN_QTYPE_Q4_G32, 2, 4, payload, NULL, NULL, 0, QN_LAYOUT_ROWS};
   float out[8];
   assert_int_equal(qn_qtensor_dequant(&bad, out), QN_EINVAL);
   assert_int_equal(qn_qtensor_dequant(NULL, out), QN_EINVAL);

@@ -29,3 +29,20 @@ void qn_swiglu_ref(float* gate, const float* up, int64_t n) {
     gate[i] = g / (1.0f + expf(-g)) * up[i];
   }
 }
+
+void qn_attn_head_ref(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
+                      int head_dim, float scale, float* att, float* out) {
+  for (int i = 0; i < n_pos; i++) {
+    const float* kr = k + (size_t)i * kv_stride;
+    float dot = 0.0f;
+    for (int d = 0; d < head_dim; d++) dot += q[d] * kr[d];
+    att[i] = dot * scale;
+  }
+  qn_softmax_ref(att, n_pos);
+  for (int d = 0; d < head_dim; d++) out[d] = 0.0f;
+  for (int i = 0; i < n_pos; i++) {
+    const float* vr = v + (size_t)i * kv_stride;
+    float a = att[i];
+    for (int d = 0; d < head_dim; d++) out[d] += a * vr[d];
+  }
+}

@@ -1,0 +1,50 @@
+/* x86_kernels.h: the SIMD kernels of src/kernels/x86/{avx2,avx512}/. Each ISA folder is
+ * compiled with only its own flags (CMakeLists.txt) and is called only after dispatch.c has
+ * checked the CPU supports it. Every kernel has a scalar reference it is tested against on
+ * odd sizes (tests/unit/test_kernels_*.c): integer kernels bit for bit, float kernels
+ * within the bound stated at their definition. */
+#ifndef QN_KERNELS_X86_KERNELS_H
+#define QN_KERNELS_X86_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/i8_act.h"
+#include "quant/qtype.h"
+
+/* ---- weight-only schemes (float activations), dequantization inside the dot product ----
+ * For n tokens (small batches and decode) and rows r0..r1-1:
+ *   Y[t * rows + r] = sum_c w[r][c] * X[t * cols + c]
+ * `prep` holds per-call preprocessed activations (e.g. de-interleaved for int4 nibbles),
+ * computed once by qn_fx_prep_* and shared by every thread. */
+bool qn_fx_supports(qn_qtype t);                      /* schemes with an x86 kernel */
+size_t qn_fx_prep_floats(const qn_qtensor* W, int n); /* floats of prep */
+void qn_fx_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep);
+void qn_fx_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep);
+void qn_fx_rows_avx2(const qn_qtensor* W, const float* X, const float* prep, int n, float* Y,
+                     int64_t r0, int64_t r1);
+void qn_fx_rows_avx512(const qn_qtensor* W, const float* X, const float* prep, int n, float* Y,
+                       int64_t r0, int64_t r1);
+
+/* ---- schemes with int8 activations (packed layouts of quant/pack_i8.h) ----
+ * qn_i8_act_quantize_*: tokens t0..t1-1, bit-exact with qn_i8_act_quantize_ref.
+ * qn_i8_rows_*: rows 16*rb0 .. min(16*rb1, rows)-1 of Y (n x rows) from the packed W and
+ * the quantized activations, bit-exact with qn_matmul_i8_ref. */
+void qn_i8_act_quantize_avx2(qn_i8_act* a, const float* X, int64_t t0, int64_t t1);
+void qn_i8_act_quantize_avx512(qn_i8_act* a, const float* X, int64_t t0, int64_t t1);
+void qn_i8_rows_avx2(const qn_qtensor* W, const qn_i8_act* a, float* Y, int64_t rb0, int64_t rb1);
+void qn_i8_rows_avx512(const qn_qtensor* W, const qn_i8_act* a, float* Y, int64_t rb0, int64_t rb1);
+
+/* ---- element-wise ops and attention (float; bounds at their definitions) ---- */
+void qn_rmsnorm_avx2(float* out, const float* x, const float* w, int n, float eps);
+void qn_rmsnorm_avx512(float* out, const float* x, const float* w, int n, float eps);
+void qn_swiglu_avx2(float* gate, const float* up, int64_t n);
+void qn_swiglu_avx512(float* gate, const float* up, int64_t n);
+/* One query head over n_pos cached positions (qn_attn_head_ref's contract). */
+void qn_attn_head_avx2(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
+                       int head_dim, float scale, float* att, float* out);
+void qn_attn_head_avx512(const float* q, const float* k, const float* v, size_t kv_stride,
+                         int n_pos, int head_dim, float scale, float* att, float* out);
+
+#endif
