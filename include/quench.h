@@ -86,6 +86,8 @@ typedef struct qn_tensor_info {
   int ndim;           /* dimensions used in shape */
   int64_t shape[4];   /* outermost first */
   uint64_t nbytes;    /* bytes stored */
+  const char* layout; /* packed kernel layout of a .qnz payload ("i8x16", "i4x16": stored shape
+                         is [row blocks of 16, bytes per block], docs/FORMAT.md), else NULL */
 } qn_tensor_info;
 
 int qn_model_n_tensors(const qn_model* m);
@@ -216,8 +218,11 @@ typedef struct qn_quantize_opts {
   int n_threads;              /* 0 = all cores */
   qn_progress_fn progress;
   void* progress_user;
-  /* weight method: "rtn" (NULL: round-to-nearest), "search" (= search above) or "gptq"
-     (error-compensating GPTQ; needs calib_path; calib_tokens 0 = 20000 for it) */
+  /* weight method: "rtn" (NULL: round-to-nearest), "search" (= search above), "imp" (the
+     search weighted by per-channel activation energy; calib_tokens 0 = 100000), "gptq"
+     (error-compensating GPTQ; calib_tokens 0 = 20000), "awq" (activation-aware channel
+     scaling + clipping, folded into the norms / preceding weights; 0 = 20000) or "awq+gptq"
+     (AWQ's scales, then GPTQ). All but rtn/search need calib_path (docs/QUANTIZATION.md) */
   const char* method;
   bool gptq_act_order; /* GPTQ: visit columns by decreasing Hessian diagonal */
   double gptq_damp;    /* GPTQ: dampening as a fraction of mean diag(H) (0 = 0.01) */

@@ -1,4 +1,5 @@
-/* cmd_inspect.c: `quench inspect`: architecture, tokenizer and tensor table. */
+/* cmd_inspect.c: `quench inspect`: architecture, tokenizer and tensor table (with the packed
+ * layout of w8a8-* / w4a8 payloads). */
 #include <string.h>
 
 #include "cli.h"
@@ -30,6 +31,11 @@ static void print_json(const qn_model* m, const qn_model_info* in, bool meta) {
     printf(", \"dtype\": \"%s\", \"scheme\": ", t.dtype);
     if (t.scheme)
       cli_json_str(stdout, t.scheme);
+    else
+      printf("null");
+    printf(", \"layout\": ");
+    if (t.layout)
+      cli_json_str(stdout, t.layout);
     else
       printf("null");
     printf(", \"shape\": ");
@@ -90,7 +96,8 @@ int cmd_inspect(int argc, char** argv) {
          in.bos_id, in.eos_id);
   printf("parameters   %lld (%.2f M); %llu bytes of tensors (%.2f MiB)\n\n", (long long)in.n_params,
          in.n_params / 1e6, (unsigned long long)in.weight_bytes, in.weight_bytes / 1048576.0);
-  printf("%-36s %-10s %-16s %12s\n", "tensor", "dtype", "shape", "bytes");
+  printf("%-36s %-13s %-16s %12s\n", "tensor", "dtype", "shape", "bytes");
+  bool any_packed = false;
   for (int i = 0; i < qn_model_n_tensors(m); i++) {
     qn_tensor_info t;
     qn_model_tensor(m, i, &t);
@@ -100,9 +107,14 @@ int cmd_inspect(int argc, char** argv) {
       o += snprintf(shape + o, sizeof shape - (size_t)o, d ? ", %lld" : "%lld",
                     (long long)t.shape[d]);
     snprintf(shape + o, sizeof shape - (size_t)o, "]");
-    printf("%-36s %-10s %-16s %12llu\n", t.name, t.scheme ? t.scheme : t.dtype, shape,
-           (unsigned long long)t.nbytes);
+    printf("%-36s %-13s %-16s %12llu%s%s\n", t.name, t.scheme ? t.scheme : t.dtype, shape,
+           (unsigned long long)t.nbytes, t.layout ? "  packed " : "", t.layout ? t.layout : "");
+    any_packed |= t.layout != NULL;
   }
+  if (any_packed)
+    printf(
+        "\npacked: payload stored for the integer kernels as [row blocks of 16, bytes per "
+        "block]\n(docs/FORMAT.md, \"Packed layouts\"); the logical shape is in quench.hparams\n");
   const char* md = qn_model_metadata(m);
   if (meta && md) printf("\nmetadata: %s\n", md);
   qn_model_free(m);

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 
@@ -30,12 +31,14 @@ static void print_table(const qn_quantize_report* r) {
     printf("%-30s %-13s %7.3f %9s %11.3g %12llu\n", t->name, t->scheme, t->bpw, sq, t->max_abs_err,
            (unsigned long long)t->bytes_out);
   }
+  struct rusage ru; /* peak memory of this process (ru_maxrss: KiB on Linux) */
+  double peak_mib = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
   printf(
       "\nsize: %.2f MiB -> %.2f MiB (%.2fx smaller); %.3f bits/weight over the matrices; "
-      "%.2f s\n",
+      "%.2f s, peak RSS %.0f MiB\n",
       r->file_bytes_in / 1048576.0, r->file_bytes_out / 1048576.0,
       r->file_bytes_out ? (double)r->file_bytes_in / (double)r->file_bytes_out : 0.0, r->bpw,
-      r->seconds);
+      r->seconds, peak_mib);
 }
 
 /* The calibration summary: one row per observed (layer, site). */

@@ -1,8 +1,9 @@
-/* cmd_report.c: `quench report`: quantizes a model to each scheme of a list, compares each
- * with the base model on a text (perplexity, KL divergence, top-1 agreement) and writes
- * DIR/report.md (a Markdown table), DIR/report.json (the same rows) and DIR/kld_vs_bpw.svg
- * (mean KLD, log scale, against bits per weight). The work is library calls; this file
- * parses the arguments and formats the results. */
+/* cmd_report.c: `quench report`: quantizes a model to each entry of a list -- a scheme and
+ * optionally a weight method, SCHEME[+search][:METHOD] -- compares each with the base model on
+ * a text (perplexity, KL divergence, top-1 agreement) and writes DIR/report.md (a Markdown
+ * table), DIR/report.json (the same rows) and DIR/kld_vs_bpw.svg (mean KLD, log scale, against
+ * bits per weight; coloured by method when the list has several). The work is library calls;
+ * this file parses the arguments and formats the results. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
@@ -21,21 +22,29 @@ static const char* const C = "report";
 typedef struct report_args {
   const char* model;   /* -m: source model */
   const char* text;    /* -f: evaluation text */
-  const char* schemes; /* --schemes: comma-separated list */
+  const char* schemes; /* --schemes: comma-separated SCHEME[+search][:METHOD] entries */
   const char* out_dir; /* -o: output directory */
   const char* tok;     /* --tokenizer: llama2.c tokenizer.bin, or NULL */
   const char* sep;     /* --sep: document separator (default <|endoftext|> without --ctx) */
   long ctx, chunks;    /* --ctx window tokens, --chunks window count (0 = off / all) */
   long threads;        /* -t (0 = all cores) */
+  const char* calib;   /* --calib: calibration text of the imp/gptq/awq methods, or NULL */
+  long calib_tokens;   /* --calib-tokens (0 = each method's default) */
+  bool act_order;      /* --act-order: GPTQ column order by decreasing Hessian diagonal */
   bool search_all;     /* --search: error-minimising scale search for every scheme */
   bool json;           /* --json: print report.json on stdout too */
 } report_args;
 
-/* One scheme of the list and what it measured. */
+/* Weight methods an entry may name after ':' (qn_quantize_opts.method), in plot colour order. */
+static const char* const k_methods[] = {"rtn", "search", "imp", "gptq", "awq", "awq+gptq"};
+#define N_METHODS 6
+
+/* One entry of the list and what it measured. */
 typedef struct report_row {
   char scheme[32];       /* scheme name as passed to qn_quantize */
-  bool search;           /* error-minimising scale search */
-  char label[48];        /* scheme, plus "+search" when search */
+  bool search;           /* error-minimising scale search (group scales of GPTQ too) */
+  int method;            /* index into k_methods ("search" entries: rtn with search set) */
+  char label[64];        /* SCHEME[+search][:METHOD] as the file name and the plot show it */
   char* qnz_path;        /* DIR/<label>.qnz, malloc'ed */
   double bpw;            /* bits per weight over the 2-D weights, scales included */
   uint64_t bytes;        /* size of the .qnz file */
@@ -61,6 +70,9 @@ static int parse_args(int argc, char** argv, report_args* a) {
     } else if (!strcmp(o, "--search")) {
       a->search_all = true;
       continue;
+    } else if (!strcmp(o, "--act-order")) {
+      a->act_order = true;
+      continue;
     }
     if (!(v = cli_value(C, argc, argv, &i))) return 2;
     if (!strcmp(o, "-m") || !strcmp(o, "--model"))
@@ -81,6 +93,10 @@ static int parse_args(int argc, char** argv, report_args* a) {
       if (!cli_int(C, o, v, 1, 1 << 30, &a->chunks)) return 2;
     } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
       if (!cli_int(C, o, v, 1, 256, &a->threads)) return 2;
+    } else if (!strcmp(o, "--calib")) {
+      a->calib = v;
+    } else if (!strcmp(o, "--calib-tokens")) {
+      if (!cli_int(C, o, v, 64, 2000000000L, &a->calib_tokens)) return 2;
     } else
       return cli_usage_error(C, "unknown option '%s'", o);
   }
@@ -105,16 +121,49 @@ static int unknown_scheme(const char* name) {
   fprintf(stderr, "quench %s: unknown scheme '%s'; valid schemes:", C, name);
   qn_scheme_info si;
   for (int i = 0; qn_scheme_at(i, &si); i++) fprintf(stderr, "%s %s", i ? "," : "", si.name);
-  fprintf(stderr, " (append +search for the error-minimising scale search)\n");
+  fprintf(stderr,
+          " (append +search for the error-minimising scale search, :METHOD for a weight "
+          "method)\n");
   return 2;
 }
 
-/* Parses the entry p[0..k) ("name" or "name+search") into rows[n], checking it against
- * the scheme table and rows[0..n); -1 if good, else the exit code (message printed). */
+/* Index of a method name in k_methods, or -1. */
+static int method_index(const char* name, size_t n) {
+  for (int i = 0; i < N_METHODS; i++)
+    if (strlen(k_methods[i]) == n && !memcmp(k_methods[i], name, n)) return i;
+  return -1;
+}
+
+/* Splits ":METHOD" off the end of the entry p[0..*k); -1 if good, else the exit code. */
+static int parse_method(const report_args* a, const char* p, size_t* k, report_row* r) {
+  const char* colon = memchr(p, ':', *k);
+  r->method = 0;
+  if (!colon) return -1;
+  size_t ml = *k - (size_t)(colon - p) - 1;
+  r->method = method_index(colon + 1, ml);
+  if (r->method < 0) {
+    fprintf(stderr, "quench %s: unknown method '%.*s' in '%.*s'; methods:", C, (int)ml, colon + 1,
+            (int)*k, p);
+    for (int i = 0; i < N_METHODS; i++) fprintf(stderr, "%s %s", i ? "," : "", k_methods[i]);
+    fprintf(stderr, "\n");
+    return 2;
+  }
+  if (r->method >= 2 && !a->calib)
+    return cli_usage_error(C, "--schemes: method '%s' needs calibration text: give --calib FILE",
+                           k_methods[r->method]);
+  *k = (size_t)(colon - p);
+  return -1;
+}
+
+/* Parses the entry p[0..k) ("name", "name+search", either with ":method") into rows[n],
+ * checking it against the scheme and method tables and rows[0..n); -1 if good, else the exit
+ * code (message printed). */
 static int parse_entry(const report_args* a, const char* p, size_t k, report_row* rows, int n) {
   while (k && (*p == ' ' || *p == '\t')) p++, k--;
   while (k && (p[k - 1] == ' ' || p[k - 1] == '\t')) k--;
   report_row* r = &rows[n];
+  int mrc = parse_method(a, p, &k, r);
+  if (mrc >= 0) return mrc;
   static const char suffix[] = "+search";
   size_t sl = sizeof suffix - 1;
   bool search = k > sl && !memcmp(p + k - sl, suffix, sl);
@@ -126,9 +175,15 @@ static int parse_entry(const report_args* a, const char* p, size_t k, report_row
   }
   memcpy(r->scheme, p, nk);
   r->scheme[nk] = 0;
-  r->search = search || a->search_all;
+  r->search = search || a->search_all || r->method == 1 || r->method == 2;
+  if (r->method == 1) r->method = 0; /* ":search" is rtn with the search, as "+search" */
   if (!scheme_known(r->scheme)) return unknown_scheme(r->scheme);
-  snprintf(r->label, sizeof r->label, "%s%s", r->scheme, r->search ? "+search" : "");
+  bool plus = r->search && r->method != 2; /* imp always searches */
+  if (r->method)
+    snprintf(r->label, sizeof r->label, "%s%s:%s", r->scheme, plus ? "+search" : "",
+             k_methods[r->method]);
+  else
+    snprintf(r->label, sizeof r->label, "%s%s", r->scheme, plus ? "+search" : "");
   for (int j = 0; j < n; j++)
     if (!strcmp(rows[j].label, r->label))
       return cli_usage_error(C, "--schemes: '%s' is listed twice", r->label);
@@ -256,6 +311,20 @@ static const char* base_name(const char* path) {
 }
 
 static double mib(uint64_t bytes) { return (double)bytes / 1048576.0; }
+
+/* The weight method of a row as the table shows it: "rtn", "search", "imp", "gptq+search"... */
+static const char* method_label(const report_row* r, char* buf, size_t n) {
+  if (r->method == 0) return r->search ? "search" : "rtn";
+  snprintf(buf, n, "%s%s", k_methods[r->method], r->search && r->method != 2 ? "+search" : "");
+  return buf;
+}
+
+/* True when some row names a method beyond rtn / search. */
+static bool any_method(const report_doc* d) {
+  for (int i = 0; i < d->n_rows; i++)
+    if (d->rows[i].method) return true;
+  return false;
+}
 static double ratio(const report_row* r) {
   return r->bytes ? (double)r->bytes_source / (double)r->bytes : 0.0;
 }
@@ -266,17 +335,18 @@ static double delta_pct(const report_row* r) {
 /* The Markdown table alone (also printed on stdout). */
 static bool write_table(FILE* f, const report_doc* d) {
   fprintf(f,
-          "| scheme | bits/weight | file bytes | MiB | ratio vs source | PPL | delta PPL %% | "
-          "mean KLD | p99 KLD | top-1 agree %% | decode tok/s | quantize s |\n"
-          "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+          "| scheme | method | bits/weight | file bytes | MiB | ratio vs source | PPL | "
+          "delta PPL %% | mean KLD | p99 KLD | top-1 agree %% | decode tok/s | quantize s |\n"
+          "|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   for (int i = 0; i < d->n_rows; i++) {
     const report_row* r = &d->rows[i];
-    fprintf(
-        f,
-        "| %s | %.3f | %llu | %.3f | %.2fx | %.4f | %+.3f | %.4g | %.4g | %.2f | %.0f | %.2f |\n",
-        r->label, r->bpw, (unsigned long long)r->bytes, mib(r->bytes), ratio(r), r->cmp.ppl_quant,
-        delta_pct(r), r->cmp.kld_mean, r->cmp.kld_p99, 100.0 * r->cmp.top1_agree, r->decode_tps,
-        r->quant_s);
+    char mb[32];
+    fprintf(f,
+            "| %s | %s | %.3f | %llu | %.3f | %.2fx | %.4f | %+.3f | %.4g | %.4g | %.2f | %.0f | "
+            "%.2f |\n",
+            r->scheme, method_label(r, mb, sizeof mb), r->bpw, (unsigned long long)r->bytes,
+            mib(r->bytes), ratio(r), r->cmp.ppl_quant, delta_pct(r), r->cmp.kld_mean,
+            r->cmp.kld_p99, 100.0 * r->cmp.top1_agree, r->decode_tps, r->quant_s);
   }
   return !ferror(f);
 }
@@ -293,6 +363,13 @@ static bool write_markdown(FILE* f, const void* doc) {
   fprintf(f, "- Text: `%s`\n", a->text);
   fprintf(f, "- Convention: %s\n", d->convention);
   fprintf(f, "- Base model perplexity: %.4f (mean NLL %.5f nats)\n", c0->ppl_base, c0->nll_base);
+  if (a->calib) {
+    fprintf(f, "- Calibration text (imp, gptq, awq): `%s`, ", a->calib);
+    if (a->calib_tokens)
+      fprintf(f, "%ld tokens\n", a->calib_tokens);
+    else
+      fprintf(f, "each method's default token count\n");
+  }
   fprintf(f, "- Date: %s; quench %s\n", d->date, QUENCH_VERSION);
   fprintf(f, "- Command:\n\n```sh\n%s\n```\n\n", d->command);
   write_table(f, d);
@@ -303,9 +380,12 @@ static bool write_markdown(FILE* f, const void* doc) {
           "KL(P_base || P_quant) of the next-token distributions in nats, mean and 99th "
           "percentile over the scored positions. top-1 agree: positions where both models' "
           "most likely token is the same. decode tok/s: 64 greedy tokens of the .qnz model on this "
-          "machine with the current (reference) kernels. `+search`: error-minimising scale search "
-          "instead of "
-          "plain absmax round-to-nearest.\n\n"
+          "machine with the current (reference) kernels. method: rtn = absmax round-to-nearest; "
+          "search = error-minimising scale search per group; imp = the search weighted by each "
+          "input channel's activation energy on the calibration text; gptq = GPTQ "
+          "error-compensating quantization layer by layer; awq = activation-aware per-channel "
+          "scaling (alpha searched per layer input) and clipping; awq+gptq = AWQ's scaling, then "
+          "GPTQ; +search: group scales by the search.\n\n"
           "![mean KLD against bits per weight](kld_vs_bpw.svg)\n");
   return !ferror(f);
 }
@@ -323,6 +403,9 @@ static void json_num(FILE* f, const char* key, const char* fmt, double v, bool l
 static void json_row(FILE* f, const report_row* r) {
   fputs("    {\"scheme\": ", f);
   cli_json_str(f, r->scheme);
+  char mb[32];
+  fputs(", \"method\": ", f);
+  cli_json_str(f, method_label(r, mb, sizeof mb));
   fprintf(f, ", \"search\": %s, \"label\": ", r->search ? "true" : "false");
   cli_json_str(f, r->label);
   fputs(", \"file\": ", f);
@@ -361,7 +444,12 @@ static bool write_json(FILE* f, const void* doc) {
     cli_json_str(f, a->sep);
   else
     fputs("null", f);
-  fprintf(f, ",\n  \"ctx\": %ld, \"chunks\": %ld,\n  \"date\": ", a->ctx, a->chunks);
+  fprintf(f, ",\n  \"ctx\": %ld, \"chunks\": %ld,\n  \"calib\": ", a->ctx, a->chunks);
+  if (a->calib)
+    cli_json_str(f, a->calib);
+  else
+    fputs("null", f);
+  fprintf(f, ", \"calib_tokens\": %ld,\n  \"date\": ", a->calib_tokens);
   cli_json_str(f, d->date);
   fputs(",\n  \"command\": ", f);
   cli_json_str(f, d->command);
@@ -380,8 +468,10 @@ static bool write_json(FILE* f, const void* doc) {
   return !ferror(f);
 }
 
-/* Colour group of a scheme family in the plot. */
-static int scheme_group(const report_row* r) {
+/* Colour group of a row in the plot: its method when the list compares methods, else its
+ * scheme family. */
+static int scheme_group(const report_row* r, bool by_method) {
+  if (by_method) return r->method == 0 && r->search ? 1 : r->method;
   static const char* const prefixes[] = {"f", "bf", "int8", "int4-", "int4a", "fp8"};
   int g = 0;
   for (int i = 0; i < 6; i++)
@@ -393,7 +483,8 @@ static int scheme_group(const report_row* r) {
 static bool write_svg(FILE* f, const void* doc) {
   const report_doc* d = doc;
   svg_point* pts = calloc((size_t)d->n_rows, sizeof *pts);
-  char(*labels)[64] = calloc((size_t)d->n_rows, sizeof *labels);
+  char(*labels)[96] = calloc((size_t)d->n_rows, sizeof *labels);
+  bool by_method = any_method(d);
   if (!pts || !labels) {
     free(pts);
     free(labels);
@@ -403,13 +494,17 @@ static bool write_svg(FILE* f, const void* doc) {
     const report_row* r = &d->rows[i];
     bool zero = !(r->cmp.kld_mean > 0);
     snprintf(labels[i], sizeof labels[i], "%s%s", r->label, zero ? " (KLD = 0)" : "");
-    pts[i] = (svg_point){r->bpw, r->cmp.kld_mean, labels[i], scheme_group(r)};
+    pts[i] = (svg_point){r->bpw, r->cmp.kld_mean, labels[i], scheme_group(r, by_method)};
   }
   char title[200], sub[480];
   snprintf(title, sizeof title, "Mean KL divergence vs bits per weight: %s",
            base_name(d->a->model));
-  snprintf(sub, sizeof sub, "%s, %s; base PPL %.4f", base_name(d->a->text),
-           d->a->ctx ? "fixed windows" : "per document", d->rows[0].cmp.ppl_base);
+  /* colours follow k_methods (svg_plot.c's palette) when methods are compared */
+  snprintf(sub, sizeof sub, "%s, %s; base PPL %.4f%s", base_name(d->a->text),
+           d->a->ctx ? "fixed windows" : "per document", d->rows[0].cmp.ppl_base,
+           by_method ? "; colour: rtn blue, search red, imp green, gptq orange, awq purple, "
+                       "awq+gptq brown"
+                     : "");
   svg_scatter s = {
       .title = title,
       .subtitle = sub,
@@ -444,14 +539,20 @@ static int on_progress(void* user, const char* stage, int64_t done, int64_t tota
   return cli_progress(NULL, p->stage, done, total);
 }
 
-/* Quantizes MODEL to row r's scheme and compares it with base. */
-/* Quantizes MODEL to r's scheme into r->qnz_path. */
+/* Quantizes MODEL to r's scheme and method into r->qnz_path. */
 static qn_status quantize_row(const report_args* a, report_row* r) {
   progress_ctx pc = {r->label, ""};
   qn_quantize_opts qo;
   memset(&qo, 0, sizeof qo);
   qo.scheme = r->scheme;
   qo.search = r->search;
+  qo.method = k_methods[r->method];
+  qo.gptq_act_order = a->act_order;
+  /* calibration for the methods that use it (and static activation scales) */
+  if (r->method >= 2 || !strncmp(r->scheme, "w8a8-static", 11)) {
+    qo.calib_path = a->calib;
+    qo.calib_tokens = a->calib_tokens;
+  }
   qo.tokenizer_path = a->tok;
   qo.n_threads = (int)a->threads;
   qo.progress = on_progress;
@@ -504,7 +605,7 @@ static qn_status compare_all(const report_args* a, qn_model* base, const char* t
 
 static void print_row_line(const report_row* r, int i, int n) {
   fprintf(stderr,
-          "[%*d/%d] %-16s %6.3f bpw %9.3f MiB (%5.2fx)  PPL %.4f (%+.2f%%)  KLD %.3g  "
+          "[%*d/%d] %-22s %6.3f bpw %9.3f MiB (%5.2fx)  PPL %.4f (%+.2f%%)  KLD %.3g  "
           "top-1 %.2f%%  (%.1f s + %.1f s)\n",
           n >= 10 ? (n >= 100 ? 3 : 2) : 1, i + 1, n, r->label, r->bpw, mib(r->bytes), ratio(r),
           r->cmp.ppl_quant, delta_pct(r), r->cmp.kld_mean, 100.0 * r->cmp.top1_agree, r->quant_s,
@@ -542,7 +643,7 @@ static int run_report(const report_args* a, report_row* rows, int n, report_doc*
   int rc = 0;
   if (!cli_make_dirs(C, a->out_dir) || !dir_writable(a->out_dir)) rc = 1;
   for (int i = 0; i < n && rc == 0; i++) {
-    char name[64];
+    char name[96];
     snprintf(name, sizeof name, "%s.qnz", rows[i].label);
     rows[i].qnz_path = cli_join_path(a->out_dir, name);
     if (!rows[i].qnz_path) {

@@ -41,9 +41,20 @@ static const command k_commands[] = {
      "      --recipe FILE    rules from a file: lines 'PATTERN SCHEME', '#' comments,\n"
      "                       'default SCHEME' sets the default\n"
      "      --search         error-minimising scale search instead of plain absmax\n"
-     "      --method M       rtn (default), search (= --search) or gptq: error-compensating\n"
-     "                       GPTQ layer by layer on --calib text (default 20000 tokens);\n"
-     "                       int8/int4/int3 symmetric schemes (others fall back to RTN)\n"
+     "      --method M       weight method (docs/QUANTIZATION.md); all but rtn/search read\n"
+     "                       --calib text:\n"
+     "                       rtn      absmax round-to-nearest (default)\n"
+     "                       search   error-minimising scale search (= --search)\n"
+     "                       imp      the search weighted by each input channel's activation\n"
+     "                                energy sum x^2 (one FP32 pass, default 100000 tokens)\n"
+     "                       gptq     error-compensating GPTQ layer by layer (default 20000\n"
+     "                                tokens); int8/int4/int3 symmetric schemes, others RTN\n"
+     "                       awq      activation-aware scaling: per layer input, channel\n"
+     "                                scales mean|x|^alpha (alpha searched 0..1) folded into\n"
+     "                                the norms / preceding weights, then a clipping search\n"
+     "                                per group (default 20000 tokens); weight-only schemes\n"
+     "                       awq+gptq AWQ's scales, then GPTQ on the scaled weights\n"
+     "                       Progress per layer; time and peak memory printed at the end.\n"
      "      --act-order      GPTQ: quantize columns by decreasing activation energy\n"
      "      --damp F         GPTQ: dampening, fraction of the mean Hessian diagonal (0.01)\n"
      "  -t, --threads N      worker threads\n"
@@ -95,12 +106,17 @@ static const command k_commands[] = {
      "top-1 agreement, file sizes and bits per weight.\n"},
     {"report", cmd_report, "quantize to several schemes, compare each, write a table + plot",
      "usage: quench report -m MODEL -f TEXT --schemes LIST -o DIR\n"
-     "                     [--ctx N [--chunks K] | --sep S] [--search] [options]\n"
+     "                     [--ctx N [--chunks K] | --sep S] [--search] [--calib FILE] [options]\n"
      "  -m, --model PATH     source model (llama2.c .bin, .gguf, HF directory, .qnz)\n"
      "  -f, --file PATH      evaluation text (UTF-8)\n"
-     "  -s, --schemes LIST   comma-separated schemes, e.g. f16,int8-channel,int4-g32;\n"
-     "                       append +search to one (int4-g32+search) for the\n"
-     "                       error-minimising scale search ('quench quantize --list')\n"
+     "  -s, --schemes LIST   comma-separated entries SCHEME[+search][:METHOD], e.g.\n"
+     "                       f16,int8-channel,int4-g32,int4-g32:gptq,int4-g32:awq,int3-g32:imp;\n"
+     "                       +search: error-minimising scale search ('quench quantize --list');\n"
+     "                       METHOD: rtn, search, imp, gptq, awq or awq+gptq (see\n"
+     "                       'quench help quantize'; imp/gptq/awq need --calib)\n"
+     "      --calib FILE     calibration text of the imp, gptq and awq entries\n"
+     "      --calib-tokens N their calibration tokens (default: each method's own)\n"
+     "      --act-order      GPTQ entries: columns by decreasing Hessian diagonal\n"
      "  -o, --output DIR     output directory (created if missing)\n"
      "      --search         use the scale search for every scheme\n"
      "      --ctx N          score non-overlapping windows of N tokens (no BOS);\n"
@@ -110,11 +126,12 @@ static const command k_commands[] = {
      "      --tokenizer PATH llama2.c tokenizer.bin (default: beside the model)\n"
      "  -t, --threads N      worker threads\n"
      "      --json           print report.json on stdout instead of the table\n"
-     "Quantizes MODEL to DIR/<scheme>.qnz for each scheme and compares each with MODEL on\n"
+     "Quantizes MODEL to DIR/<entry>.qnz for each entry and compares each with MODEL on\n"
      "TEXT (perplexity, delta PPL, KL divergence mean and p99, top-1 agreement). Writes\n"
      "DIR/report.md (a Markdown table with the model, text, convention, date and command),\n"
      "DIR/report.json (the same rows) and DIR/kld_vs_bpw.svg (mean KLD on a log scale\n"
-     "against bits per weight, one point per scheme).\n"},
+     "against bits per weight, one point per entry, coloured by method when methods are\n"
+     "compared).\n"},
     {"sensitivity", cmd_sensitivity, "rank layers by quantization sensitivity; mixed precision",
      "usage: quench sensitivity -m MODEL -f TEXT --scheme S [--by layer|tensor] [options]\n"
      "       quench sensitivity -m MODEL -f TEXT --candidates LIST --target-kld X -o DIR\n"
@@ -204,7 +221,9 @@ static void usage(FILE* f) {
           QUENCH_VERSION);
   for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
     fprintf(f, "  %-10s %s\n", k_commands[i].name, k_commands[i].summary);
-  fprintf(f, "\nEnvironment: QN_ISA=ref forces the scalar reference kernels.\n");
+  fprintf(f,
+          "\nEnvironment: QN_ISA=ref|avx2|avx512 picks the kernel level (default: the best the\n"
+          "CPU supports; ref is the scalar reference every SIMD kernel is tested against).\n");
 }
 
 static const command* find(const char* name) {

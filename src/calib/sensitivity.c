@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "eval/score.h"
 #include "kernels/kernels.h"
+#include "quant/pack_i8.h"
 #include "quant/quantize_matrix.h"
 
 /* ---- slots ------------------------------------------------------------------------------ */
@@ -98,17 +99,29 @@ qn_status qn_qweight_make(const qn_qtensor* src, const char* name, qn_qtype t,
     }
   }
   free(f32);
-  if (st != QN_OK) {
-    qn_qweight_free(out);
-    return st;
-  }
   out->q = (qn_qtensor){.type = t,
                         .rows = rows,
                         .cols = cols,
                         .data = out->payload,
                         .scales = out->scales,
                         .zeros = out->zeros};
-  out->bytes = rb * (uint64_t)rows + scale_bytes * (tr->asymmetric ? 2 : 1);
+  if (st == QN_OK && qn_qtype_packed_layout(t) != QN_LAYOUT_ROWS) {
+    /* the layout a .qnz stores and the fast kernels read (w8a8-*, w4a8) */
+    void *pp = NULL, *ps = NULL;
+    qn_qtensor canon = out->q;
+    st = qn_qtensor_pack(&canon, &out->q, &pp, &ps);
+    if (st == QN_OK) {
+      free(out->payload);
+      free(out->scales);
+      out->payload = pp;
+      out->scales = ps;
+    }
+  }
+  if (st != QN_OK) {
+    qn_qweight_free(out);
+    return st;
+  }
+  out->bytes = qn_qtype_bytes(t, rows, cols);
   return QN_OK;
 }
 

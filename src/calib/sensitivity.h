@@ -29,14 +29,15 @@ qn_status qn_wslots_of(qn_model* m, qn_wslot** out, int* n);
 
 /* A weight quantized in memory. */
 typedef struct qn_qweight {
-  qn_qtensor q;   /* view over the buffers below (type, rows, cols) */
-  void* payload;  /* rows * row_bytes, owned */
-  void* scales;   /* rows * n_groups scale values, owned, or NULL */
+  qn_qtensor q;   /* view over the buffers below (type, rows, cols, layout) */
+  void* payload;  /* rows * row_bytes, or the packed layout's bytes (w4a8, w8a8-*); owned */
+  void* scales;   /* rows * n_groups scale values (or packed scales), owned, or NULL */
   void* zeros;    /* rows * n_groups minimums, owned, or NULL */
-  uint64_t bytes; /* payload + scales + zeros, as a .qnz stores them */
+  uint64_t bytes; /* payload + scales + zeros, as a .qnz stores them (qn_qtype_bytes) */
 } qn_qweight;
 
-/* Dequantizes src to f32 and quantizes it to t with qn_quantize_matrix (o may be NULL).
+/* Dequantizes src to f32 and quantizes it to t with qn_quantize_matrix (o may be NULL), then
+ * packs it when t has a packed layout (w4a8, w8a8-dynamic), as qn_quantize stores it.
  * Schemes that need a calibrated activation scale are refused (QN_EUNSUPPORTED). */
 qn_status qn_qweight_make(const qn_qtensor* src, const char* name, qn_qtype t,
                           const qn_quant_opts* o, qn_qweight* out);

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "quant/pack_i8.h"
 #include "quant/quantize_matrix.h"
 
 /* Sites SmoothQuant rescales, in the order they are searched. */
@@ -299,7 +300,15 @@ static double candidate_error(qn_model* m, search_buf* b, const qn_qtensor* w, q
   if (qn_quantize_matrix(qt, b->ws, rows, cols, &qo, b->pay, tr->group >= 0 ? b->scl : NULL,
                          tr->asymmetric ? b->zer : NULL, NULL) != QN_OK)
     return INFINITY; /* e.g. a scaled weight beyond the scheme's range */
-  if (matmul(m, b, &q, b->xs, n, b->yq) != QN_OK) return INFINITY;
+  /* w8a8-* / w4a8 run in their packed layout, as the .qnz will store them */
+  void *pp = NULL, *ps = NULL;
+  qn_qtensor run = q;
+  qn_status st = QN_OK;
+  if (qn_qtype_packed_layout(qt) != QN_LAYOUT_ROWS) st = qn_qtensor_pack(&q, &run, &pp, &ps);
+  if (st == QN_OK) st = matmul(m, b, &run, b->xs, n, b->yq);
+  free(pp);
+  free(ps);
+  if (st != QN_OK) return INFINITY;
   double num = 0, den = 0;
   for (size_t i = 0; i < (size_t)n * (size_t)rows; i++) {
     double d = (double)b->yq[i] - b->yref[i];

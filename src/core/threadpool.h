@@ -1,4 +1,7 @@
-/* threadpool.h: a fixed pool of worker threads running data-parallel loops. */
+/* threadpool.h: a fixed pool of worker threads running data-parallel loops. Between jobs the
+ * workers spin briefly on an atomic counter (back-to-back calls cost a fraction of a
+ * microsecond) and sleep after ~20 us without work, or at once while spinning does not pay
+ * (cores shared with other processes); an idle pool uses no CPU. */
 #ifndef QN_CORE_THREADPOOL_H
 #define QN_CORE_THREADPOOL_H
 
@@ -17,8 +20,14 @@ void qn_pool_free(qn_pool* p);
 int qn_pool_size(const qn_pool* p);
 
 /* Splits [0, n) into contiguous chunks (at least min_chunk items each) across the workers
- * and returns when all are done. p == NULL runs serially on the caller. */
+ * and returns when all are done. p == NULL runs serially on the caller. One call at a time per
+ * pool, and not from inside a loop body of the same pool. */
 void qn_pool_for(qn_pool* p, int64_t n, int64_t min_chunk, qn_pool_fn fn, void* arg);
+
+/* Synchronisation cost of the pool: times reps (>= 1) qn_pool_for calls with an empty body over
+ * qn_pool_size(p) items (one per worker) and returns the mean nanoseconds per call (positive,
+ * finite). p == NULL measures the serial call. */
+double qn_pool_sync_overhead_ns(qn_pool* p, int reps);
 
 /* Online cores of this machine. */
 int qn_cpu_count(void);

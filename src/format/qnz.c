@@ -1,6 +1,6 @@
 /* qnz.c: the .qnz reader: a safetensors file whose __metadata__ carries Quench's
- * hyper-parameters, vocabulary and per-weight schemes (docs/FORMAT.md). Tensors are views
- * into the mapping; "__pad__.N" alignment fillers are skipped. */
+ * hyper-parameters, vocabulary, per-weight schemes and packed layouts (docs/FORMAT.md).
+ * Tensors are views into the mapping; "__pad__.N" alignment fillers are skipped. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "format/qnz_writer.h"
 #include "format/safetensors.h"
 #include "format/source.h"
+#include "quant/pack_i8.h"
 #include "quant/qtype.h"
 
 static qn_status add_visit(void* user, const char* name, const qn_tensor* t) {
@@ -54,6 +55,38 @@ static qn_status read_quant_map(qn_source* s, const cJSON* q) {
   return QN_OK;
 }
 
+/* quench.layout (optional; absent in files written before packing): {weight: layout name}
+ * for the weights stored in a packed layout. Each must be a quantized weight (quench.quant)
+ * and the layout its scheme's packed one; weights not listed are canonical rows. */
+static qn_status read_layout_map(qn_source* s, const cJSON* md) {
+  if (!cJSON_GetObjectItemCaseSensitive(md, "quench.layout")) return QN_OK;
+  cJSON* lm = NULL;
+  QN_TRY(meta_json(md, "quench.layout", s->path, &lm));
+  qn_status st = QN_OK;
+  if (!cJSON_IsObject(lm)) st = qn_error(QN_EFORMAT, "%s: quench.layout is not an object", s->path);
+  const cJSON* e;
+  cJSON_ArrayForEach(e, lm) {
+    if (st != QN_OK) break;
+    qn_quant_entry* q = NULL;
+    for (int i = 0; i < s->n_quant && !q; i++)
+      if (!strcmp(s->quant[i].name, e->string)) q = &s->quant[i];
+    int l = cJSON_IsString(e) ? qn_layout_from_name(e->valuestring) : -1;
+    if (!q)
+      st = qn_error(QN_EFORMAT, "%s: quench.layout names '%.80s', which is not a quantized weight",
+                    s->path, e->string);
+    else if (l < 0)
+      st = qn_error(QN_EFORMAT, "%s: weight '%s' has an unknown layout '%.40s' in quench.layout",
+                    s->path, q->name, cJSON_IsString(e) ? e->valuestring : "?");
+    else if (l != QN_LAYOUT_ROWS && l != (int)qn_qtype_packed_layout((qn_qtype)q->qtype))
+      st = qn_error(QN_EFORMAT, "%s: weight '%s' (%s) cannot be stored in layout %s", s->path,
+                    q->name, qn_qtype_traits_of((qn_qtype)q->qtype)->name, e->valuestring);
+    else
+      q->layout = l;
+  }
+  cJSON_Delete(lm);
+  return st;
+}
+
 qn_status qn_qnz_open(qn_source* s, const char* path) {
   const qn_mapfile* mf;
   QN_TRY(qn_source_add_map(s, path, &mf));
@@ -73,6 +106,7 @@ qn_status qn_qnz_open(qn_source* s, const char* path) {
   if (st == QN_OK) st = qn_vocab_from_json(tok, path, &s->vocab);
   if (st == QN_OK) st = meta_json(md, "quench.quant", path, &quant);
   if (st == QN_OK) st = read_quant_map(s, quant);
+  if (st == QN_OK) st = read_layout_map(s, md);
   if (st == QN_OK && s->vocab.n_tokens < s->hp.vocab_size)
     st = qn_error(QN_EFORMAT, "%s: vocabulary has %d tokens, the model %d", path, s->vocab.n_tokens,
                   s->hp.vocab_size);

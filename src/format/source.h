@@ -72,6 +72,7 @@ typedef struct qn_hparams {
 typedef struct qn_quant_entry {
   char name[QN_NAME_MAX]; /* canonical weight name */
   int qtype;              /* qn_qtype */
+  int layout;             /* qn_layout of payload/scales (quench.layout); 0 = canonical rows */
 } qn_quant_entry;
 
 typedef struct qn_source {

@@ -1,10 +1,11 @@
-/* dispatch.c: chooses the kernel implementation once per process from the CPU's features
- * (or QN_ISA=ref|avx2|avx512) and routes every product and op to it. */
+/* dispatch.c: chooses the kernel level once per process from the CPU's features (or
+ * QN_ISA=ref|avx2|avx512) and routes single products and element-wise ops to it. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/x86/x86_kernels.h"
 
 static qn_isa g_isa = (qn_isa)-1;
 
@@ -44,28 +45,81 @@ const char* qn_isa_name(qn_isa isa) {
   return isa == QN_ISA_AVX512 ? "avx512" : isa == QN_ISA_AVX2 ? "avx2" : "ref";
 }
 
-/* Below this many tokens the per-row reference is as fast as sgemm and needs no dequant
- * block; above it sgemm's blocking wins. */
-#define QN_BLAS_MIN_TOKENS 8
-
-/* Schemes with int8 activations always take the integer reference (never sgemm). */
 static bool int8_activations(const qn_qtensor* W) {
   return qn_qtype_traits_of(W->type)->act != QN_ACT_FLOAT;
 }
 
-size_t qn_matmul_scratch_floats(const qn_qtensor* W, int n, int n_threads) {
+size_t qn_matmul_basic_scratch_floats(const qn_qtensor* W, int n, int n_threads) {
   if (int8_activations(W)) return qn_matmul_i8_scratch_floats(W, n, n_threads);
   size_t ref = (size_t)W->cols * (size_t)(n_threads > 0 ? n_threads : 1);
   size_t blas = n >= QN_BLAS_MIN_TOKENS ? (size_t)W->cols * (size_t)qn_blas_row_block(W) : 0;
   return ref > blas ? ref : blas;
 }
 
-void qn_matmul(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
-               float* scratch) {
+void qn_matmul_basic(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
+                     float* scratch) {
   if (int8_activations(W))
     qn_matmul_i8_ref(pool, W, X, n, Y, scratch);
   else if (qn_isa_active() != QN_ISA_REF && n >= QN_BLAS_MIN_TOKENS)
     qn_matmul_blas(pool, W, X, n, Y, scratch);
   else
     qn_matmul_ref(pool, W, X, n, Y, scratch);
+}
+
+size_t qn_matmul_scratch_floats(const qn_qtensor* W, int n, int n_threads) {
+  return qn_matmul_multi_scratch_floats(W, n, n_threads);
+}
+
+void qn_matmul(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
+               float* scratch) {
+  qn_fused_op op = {.pre = QN_PRE_NONE, .in = (float*)X}; /* NONE: never written */
+  qn_matmul_fused(pool, &op, &W, 1, n, &Y, scratch);
+}
+
+/* ---- element-wise ops and attention ---- */
+
+void qn_rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
+#ifdef QN_HAVE_X86_KERNELS
+  qn_isa isa = qn_isa_active();
+  if (isa == QN_ISA_AVX512) {
+    qn_rmsnorm_avx512(out, x, w, n, eps);
+    return;
+  }
+  if (isa == QN_ISA_AVX2) {
+    qn_rmsnorm_avx2(out, x, w, n, eps);
+    return;
+  }
+#endif
+  qn_rmsnorm_ref(out, x, w, n, eps);
+}
+
+void qn_swiglu(float* gate, const float* up, int64_t n) {
+#ifdef QN_HAVE_X86_KERNELS
+  qn_isa isa = qn_isa_active();
+  if (isa == QN_ISA_AVX512) {
+    qn_swiglu_avx512(gate, up, n);
+    return;
+  }
+  if (isa == QN_ISA_AVX2) {
+    qn_swiglu_avx2(gate, up, n);
+    return;
+  }
+#endif
+  qn_swiglu_ref(gate, up, n);
+}
+
+void qn_attn_head(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
+                  int head_dim, float scale, float* att, float* out) {
+#ifdef QN_HAVE_X86_KERNELS
+  qn_isa isa = qn_isa_active();
+  if (isa == QN_ISA_AVX512) {
+    qn_attn_head_avx512(q, k, v, kv_stride, n_pos, head_dim, scale, att, out);
+    return;
+  }
+  if (isa == QN_ISA_AVX2) {
+    qn_attn_head_avx2(q, k, v, kv_stride, n_pos, head_dim, scale, att, out);
+    return;
+  }
+#endif
+  qn_attn_head_ref(q, k, v, kv_stride, n_pos, head_dim, scale, att, out);
 }

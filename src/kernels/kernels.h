@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/threadpool.h"
+#include "kernels/i8_act.h"
 #include "quant/qtype.h"
 
 /* Which implementation the dispatcher uses. Every level above REF also sends batched
@@ -46,9 +47,56 @@ void qn_matmul_ref(qn_pool* pool, const qn_qtensor* W, const float* X, int n, fl
 /* Rows the batched path dequantizes at once: about 4M floats, at least 64 rows. */
 int qn_blas_row_block(const qn_qtensor* W);
 
+/* Threads OpenBLAS may use (process-wide; the model sets its pool size so -t holds for
+ * sgemm too). */
+void qn_blas_set_threads(int n_threads);
+
 /* Batched path: dequantizes blocks of rows to f32 and calls sgemm. */
 void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
                     float* scratch);
+
+/* Batches of at least this many tokens send float-activation products to sgemm. */
+#define QN_BLAS_MIN_TOKENS 8
+
+/* ---- fused products: several matrices on one input, the input's producer in front ----
+ * qn_matmul_fused runs op->pre on every token (writing op->in), then Y[i] = in W[i]^T for
+ * the nw (<= QN_MULTI_MAX) matrices, all with op->in's width as cols. Int8-activation
+ * matrices sharing one activation scale quantize the input once (per token, right after
+ * the pre-op), and the row loops of all matrices run in one parallel call. */
+#define QN_MULTI_MAX 3
+
+typedef enum qn_fused_pre {
+  QN_PRE_NONE = 0, /* op->in is the input as given */
+  QN_PRE_RMSNORM,  /* in[t] = rmsnorm(x[t]) * norm_w */
+  QN_PRE_SWIGLU,   /* in[t] = silu(in[t]) * up[t] (in place) */
+} qn_fused_pre;
+
+typedef struct qn_fused_op {
+  qn_fused_pre pre;     /* the producer of the input rows */
+  const float* x;       /* RMSNORM: (n, cols) rows to normalise */
+  const float* norm_w;  /* RMSNORM: (cols) weights */
+  float eps;            /* RMSNORM: epsilon */
+  const float* up;      /* SWIGLU: (n, cols) up projections */
+  float* in;            /* (n, cols) the input rows (written unless pre is NONE) */
+} qn_fused_op;
+
+/* The unfused route (integer reference for int8 activations; sgemm for float batches when
+ * the level is above REF; else the float reference) and its scratch. */
+size_t qn_matmul_basic_scratch_floats(const qn_qtensor* W, int n, int n_threads);
+void qn_matmul_basic(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
+                     float* scratch);
+
+/* Scratch floats qn_matmul_fused / qn_matmul need for W (any of the nw) with n tokens. */
+size_t qn_matmul_multi_scratch_floats(const qn_qtensor* W, int n, int n_threads);
+void qn_matmul_fused(qn_pool* pool, const qn_fused_op* op, const qn_qtensor* const* W, int nw,
+                     int n, float* const* Y, float* scratch);
+
+/* Element-wise ops and one attention head through the active ISA (contracts of the _ref
+ * versions below). */
+void qn_rmsnorm(float* out, const float* x, const float* w, int n, float eps);
+void qn_swiglu(float* gate, const float* up, int64_t n);
+void qn_attn_head(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
+                  int head_dim, float scale, float* att, float* out);
 
 /* ---- schemes with int8 activations (traits->act != QN_ACT_FLOAT) ---- */
 
@@ -56,9 +104,12 @@ void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, f
  * (127 * 127 * cols <= INT32_MAX); weights of these schemes are refused beyond it. */
 #define QN_I8_MAX_COLS 133143
 
-/* Scratch floats qn_matmul_i8_ref needs: n token scales, n x cols int8 codes, and for
- * int4 weights one decoded row (cols int8) per thread. */
+/* Scratch floats qn_matmul_i8_ref needs: a qn_i8_act of n tokens (qn_i8_act_bytes, placed
+ * 64-byte aligned inside the scratch) plus qn_matmul_i8_acts_scratch_floats. */
 size_t qn_matmul_i8_scratch_floats(const qn_qtensor* W, int n, int n_threads);
+/* Scratch floats qn_matmul_i8_ref_acts needs: one row buffer per thread (the row's int8
+ * codes when W is packed or int4, + its fp16 scales for packed w4a8); 0 for canonical w8a8. */
+size_t qn_matmul_i8_acts_scratch_floats(const qn_qtensor* W, int n_threads);
 
 /* The integer reference (the spec for SIMD/CUDA kernels, bit for bit): quantizes each token
  * of X to int8 once (scale W->act_scale for QN_ACT_I8_STATIC, absmax/127 per token for
@@ -67,6 +118,12 @@ size_t qn_matmul_i8_scratch_floats(const qn_qtensor* W, int n, int n_threads);
  * docs/QUANTIZATION.md. W->cols <= QN_I8_MAX_COLS. Parallel over tokens, then rows. */
 void qn_matmul_i8_ref(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
                       float* scratch);
+/* Step 2 of qn_matmul_i8_ref alone: Y[a->n x rows] from activations already quantized into a
+ * (qn_i8_act_quantize_*, a->cols == W->cols) and W in either layout, in parallel over rows.
+ * Lets one quantization of a batch feed several matrices (q/k/v, gate/up). scratch:
+ * qn_matmul_i8_acts_scratch_floats(W, qn_pool_size(pool)) floats. */
+void qn_matmul_i8_ref_acts(qn_pool* pool, const qn_qtensor* W, const qn_i8_act* a, float* Y,
+                           float* scratch);
 
 /* Building blocks of qn_matmul_i8_ref, exposed so tests and other kernels share them: */
 /* s if s >= FLT_MIN (+inf included), else 1 (zero, subnormal or NaN scale). */

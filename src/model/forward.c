@@ -79,21 +79,10 @@ static void attn_items(void* arg, int64_t b, int64_t e, int tid) {
     int t = (int)(it / nh), h = (int)(it % nh), kvh = h / group;
     int p = j->pos[t], s = j->seq ? j->seq[t] : 0;
     const float* q = c->q + (size_t)t * qd + (size_t)h * hd;
-    for (int i = 0; i <= p; i++) {
-      const float* k = qn_kvcache_k(&c->kv, j->layer, s, i) + (size_t)kvh * hd;
-      float dot = 0.0f;
-      for (int d = 0; d < hd; d++) dot += q[d] * k[d];
-      att[i] = dot * scale;
-    }
-    qn_softmax_ref(att, p + 1);
-    float* out = c->xb + (size_t)t * qd + (size_t)h * hd;
-    memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int i = 0; i <= p; i++) {
-      const float* v = qn_kvcache_v(&c->kv, j->layer, s, i) + (size_t)kvh * hd;
-      float a = att[i];
-      for (int d = 0; d < hd; d++) out[d] += a * v[d];
-    }
-    (void)kvd;
+    const float* k = qn_kvcache_k(&c->kv, j->layer, s, 0) + (size_t)kvh * hd;
+    const float* v = qn_kvcache_v(&c->kv, j->layer, s, 0) + (size_t)kvh * hd;
+    qn_attn_head(q, k, v, (size_t)kvd, p + 1, hd, scale, att,
+                 c->xb + (size_t)t * qd + (size_t)h * hd);
   }
 }
 
@@ -142,13 +131,16 @@ void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq
   for (int l = l0; l < l1; l++) {
     const qn_layer_weights* lw = &w->layers[l];
     /* attention block */
-    for (int t = 0; t < n; t++)
-      qn_rmsnorm_ref(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->attn_norm, dim,
-                     hp->norm_eps);
+    /* RMSNorm fused in front of q, k, v (one activation quantization, one row loop) */
+    qn_fused_op attn_in = {.pre = QN_PRE_RMSNORM,
+                           .x = c->x,
+                           .norm_w = lw->attn_norm,
+                           .eps = hp->norm_eps,
+                           .in = c->xb};
+    const qn_qtensor* qkv[3] = {&lw->wq, &lw->wk, &lw->wv};
+    float* qkv_out[3] = {c->q, c->k, c->v};
+    qn_matmul_fused(pool, &attn_in, qkv, 3, n, qkv_out, c->scratch);
     observe(c, l, QN_SITE_ATTN_IN, c->xb, n, dim);
-    qn_matmul(pool, &lw->wq, c->xb, n, c->q, c->scratch);
-    qn_matmul(pool, &lw->wk, c->xb, n, c->k, c->scratch);
-    qn_matmul(pool, &lw->wv, c->xb, n, c->v, c->scratch);
     add_bias(c->q, lw->bq, n, qd);
     add_bias(c->k, lw->bk, n, kvd);
     add_bias(c->v, lw->bv, n, kvd);
@@ -176,15 +168,17 @@ void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
 
     /* MLP block */
-    for (int t = 0; t < n; t++)
-      qn_rmsnorm_ref(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->ffn_norm, dim,
-                     hp->norm_eps);
+    qn_fused_op ffn_in = {
+        .pre = QN_PRE_RMSNORM, .x = c->x, .norm_w = lw->ffn_norm, .eps = hp->norm_eps, .in = c->xb};
+    const qn_qtensor* gate_up[2] = {&lw->w_gate, &lw->w_up};
+    float* gate_up_out[2] = {c->hb, c->hb2};
+    qn_matmul_fused(pool, &ffn_in, gate_up, 2, n, gate_up_out, c->scratch);
     observe(c, l, QN_SITE_FFN_IN, c->xb, n, dim);
-    qn_matmul(pool, &lw->w_gate, c->xb, n, c->hb, c->scratch);
-    qn_matmul(pool, &lw->w_up, c->xb, n, c->hb2, c->scratch);
-    qn_swiglu_ref(c->hb, c->hb2, (int64_t)n * hid);
+    /* SwiGLU fused in front of down (its output quantized per token while in L1) */
+    qn_fused_op ffn_mid = {.pre = QN_PRE_SWIGLU, .up = c->hb2, .in = c->hb};
+    const qn_qtensor* down = &lw->w_down;
+    qn_matmul_fused(pool, &ffn_mid, &down, 1, n, &c->q, c->scratch);
     observe(c, l, QN_SITE_FFN_MID, c->hb, n, hid);
-    qn_matmul(pool, &lw->w_down, c->hb, n, c->q, c->scratch);
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
   }
 }
@@ -205,8 +199,8 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
   int first = all_logits ? 0 : n - 1;
   int cnt = n - first;
   for (int t = first; t < n; t++)
-    qn_rmsnorm_ref(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, w->output_norm, dim,
-                   hp->norm_eps);
+    qn_rmsnorm(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, w->output_norm, dim,
+               hp->norm_eps);
   observe(c, -1, QN_SITE_OUTPUT_IN, c->xb, cnt, dim);
   qn_matmul(pool, &w->output, c->xb, cnt, logits, c->scratch);
   return QN_OK;

@@ -17,6 +17,7 @@ qn_status qn_model_open(const char* path, const qn_model_opts* opts, qn_model** 
   if (st == QN_OK) st = qn_weights_bind(m->src, &m->w);
   if (st == QN_OK) st = qn_tokenizer_new(&m->src->vocab, &m->tok);
   if (st == QN_OK) st = qn_pool_new(opts ? opts->n_threads : 0, &m->pool);
+  if (st == QN_OK) qn_blas_set_threads(qn_pool_size(m->pool));
   if (st != QN_OK) {
     qn_model_free(m);
     return st;
@@ -76,6 +77,9 @@ void qn_model_tensor(const qn_model* m, int i, qn_tensor_info* out) {
   out->dtype = qn_dtype_name(t->dtype);
   int q = qn_source_quant_of(m->src, t->name);
   out->scheme = q >= 0 ? qn_qtype_traits_of((qn_qtype)q)->name : NULL;
+  for (int k = 0; q >= 0 && k < m->src->n_quant; k++)
+    if (m->src->quant[k].layout != QN_LAYOUT_ROWS && !strcmp(m->src->quant[k].name, t->name))
+      out->layout = qn_layout_name((qn_layout)m->src->quant[k].layout);
   out->ndim = t->ndim;
   for (int d = 0; d < t->ndim; d++) out->shape[d] = t->shape[d];
   out->nbytes = t->nbytes;

@@ -1,5 +1,7 @@
 /* weights.c: binds the decoder's tensors by canonical name and checks their shapes; weights
- * with a static int8 activation scale also bind and check their NAME.act_scale tensor. */
+ * with a static int8 activation scale also bind and check their NAME.act_scale tensor.
+ * Quantized weights are bound in the layout their .qnz records (canonical rows, or the packed
+ * layouts of quant/pack_i8.h), with exact size checks and no per-tensor work. */
 #include "model/weights.h"
 
 #include <float.h>
@@ -10,6 +12,7 @@
 #include "core/half.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "quant/pack_i8.h"
 
 static const char* shape_str(const qn_tensor* t, char* buf, size_t cap) {
   int o = snprintf(buf, cap, "[");
@@ -47,6 +50,73 @@ static qn_status bind_act_scale(const qn_source* s, const char* name, const char
   return QN_OK;
 }
 
+/* int8-activation schemes sum int8 x int8 products in int32: at most QN_I8_MAX_COLS. */
+static qn_status check_i8_cols(const qn_source* s, const char* name, const qn_qtype_traits* tr,
+                               int64_t cols) {
+  if (tr->act != QN_ACT_FLOAT && cols > QN_I8_MAX_COLS)
+    return qn_error(QN_EUNSUPPORTED,
+                    "%s: '%s' (%s) has %lld columns; int8-activation schemes allow at most %d "
+                    "(int32 sums)",
+                    s->path, name, tr->name, (long long)cols, QN_I8_MAX_COLS);
+  return QN_OK;
+}
+
+/* The layout the .qnz records for weight name (quench.layout); QN_LAYOUT_ROWS when none. */
+static qn_layout layout_of(const qn_source* s, const char* name) {
+  for (int i = 0; i < s->n_quant; i++)
+    if (strcmp(s->quant[i].name, name) == 0) return (qn_layout)s->quant[i].layout;
+  return QN_LAYOUT_ROWS;
+}
+
+/* Binds a weight stored in the packed layout l of its scheme (docs/FORMAT.md, "Packed
+ * layouts"): payload U8 [ceil(rows / 16), bytes per 16-row block] and NAME.scales F32
+ * [rows, 1] (i8x16) or F16 [ceil(rows / 16), 16 * ceil(cols / 32)] (i4x16), every size
+ * exact. The bytes are used in place: no repacking. */
+static qn_status bind_packed(const qn_source* s, const char* name, const qn_tensor* t, qn_qtype qt,
+                             qn_layout l, int64_t rows, int64_t cols, qn_qtensor* out) {
+  const qn_qtype_traits* tr = qn_qtype_traits_of(qt);
+  char buf[96];
+  if (l != qn_qtype_packed_layout(qt))
+    return qn_error(QN_EFORMAT, "%s: '%s' (%s) is recorded in layout %s, not its scheme's", s->path,
+                    name, tr->name, qn_layout_name(l) ? qn_layout_name(l) : "?");
+  if (rows <= 0 || cols <= 0)
+    return qn_error(QN_EINVAL, "%s: '%s': bad logical shape %lld x %lld", s->path, name,
+                    (long long)rows, (long long)cols);
+  const int64_t blocks = (rows + 15) / 16;
+  const uint64_t pb = qn_packed_payload_bytes(l, rows, cols),
+                 sb = qn_packed_scale_bytes(l, rows, cols);
+  if (pb == 0 || sb == 0)
+    return qn_error(QN_EFORMAT, "%s: '%s' (%s): shape %lld x %lld is too large", s->path, name,
+                    tr->name, (long long)rows, (long long)cols);
+  const uint64_t per_block = pb / (uint64_t)blocks;
+  if (t->dtype != QN_DTYPE_U8 || t->ndim != 2 || t->shape[0] != blocks ||
+      (uint64_t)t->shape[1] != per_block || t->nbytes != pb)
+    return qn_error(
+        QN_EFORMAT, "%s: '%s' (%s, packed %s) payload is %s %s, expected U8 [%lld, %llu]", s->path,
+        name, tr->name, qn_layout_name(l), qn_dtype_name(t->dtype), shape_str(t, buf, sizeof buf),
+        (long long)blocks, (unsigned long long)per_block);
+  char cname[QN_NAME_MAX + 8];
+  snprintf(cname, sizeof cname, "%s.scales", name);
+  const qn_tensor* c = qn_source_find(s, cname);
+  if (!c)
+    return qn_error(QN_EFORMAT, "%s: '%s' (%s) has no '%s' tensor", s->path, name, tr->name, cname);
+  const int64_t s0 = l == QN_LAYOUT_I8X16 ? rows : blocks;
+  const int64_t s1 = l == QN_LAYOUT_I8X16 ? 1 : 16 * ((cols + 31) / 32);
+  if (c->dtype != tr->scale_dtype || c->ndim != 2 || c->shape[0] != s0 || c->shape[1] != s1 ||
+      c->nbytes != sb)
+    return qn_error(QN_EFORMAT, "%s: '%s' (packed %s) is %s %s, expected %s [%lld, %lld]", s->path,
+                    cname, qn_layout_name(l), qn_dtype_name(c->dtype),
+                    shape_str(c, buf, sizeof buf), qn_dtype_name(tr->scale_dtype), (long long)s0,
+                    (long long)s1);
+  out->type = qt;
+  out->rows = rows;
+  out->cols = cols;
+  out->data = t->data;
+  out->scales = c->data;
+  out->layout = l;
+  return QN_OK;
+}
+
 /* qn_weights_bind_matrix; need_act: a static-activation weight must carry NAME.act_scale
  * (the model's multiplied weights); without it the scale is bound only when present. */
 static qn_status bind_matrix(const qn_source* s, const char* name, int64_t rows, int64_t cols,
@@ -60,6 +130,13 @@ static qn_status bind_matrix(const qn_source* s, const char* name, int64_t rows,
     /* .qnz quantized payload: U8 {rows, row_bytes} + scales (+ zeros) {rows, n_groups} */
     qn_qtype qt = (qn_qtype)q;
     const qn_qtype_traits* tr = qn_qtype_traits_of(qt);
+    QN_TRY(check_i8_cols(s, name, tr, cols));
+    qn_layout l = layout_of(s, name);
+    if (l != QN_LAYOUT_ROWS) {
+      QN_TRY(bind_packed(s, name, t, qt, l, rows, cols, out));
+      if (tr->act == QN_ACT_I8_STATIC) return bind_act_scale(s, name, tr->name, need_act, out);
+      return QN_OK;
+    }
     uint64_t rb = qn_qtype_row_bytes(qt, cols);
     if (t->ndim != 2 || t->shape[0] != rows || (uint64_t)t->shape[1] != rb ||
         t->nbytes != rb * (uint64_t)rows)
@@ -88,11 +165,6 @@ static qn_status bind_matrix(const qn_source* s, const char* name, int64_t rows,
         *dst[k] = c->data;
       }
     }
-    if (tr->act != QN_ACT_FLOAT && cols > QN_I8_MAX_COLS)
-      return qn_error(QN_EUNSUPPORTED,
-                      "%s: '%s' (%s) has %lld columns; int8-activation schemes allow at most %d "
-                      "(int32 sums)",
-                      s->path, name, tr->name, (long long)cols, QN_I8_MAX_COLS);
     if (tr->act == QN_ACT_I8_STATIC) return bind_act_scale(s, name, tr->name, need_act, out);
     return QN_OK;
   }
@@ -207,4 +279,33 @@ void qn_weights_release(qn_weights* w) {
   free(w->layers);
   free(w->owned);
   memset(w, 0, sizeof *w);
+}
+
+bool qn_weights_logical_shape(const qn_hparams* hp, const char* name, int64_t* rows,
+                              int64_t* cols) {
+  const int64_t dim = hp->dim, hid = hp->hidden_dim, qd = (int64_t)hp->n_heads * hp->head_dim,
+                kvd = (int64_t)hp->n_kv_heads * hp->head_dim;
+  if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight")) {
+    *rows = hp->vocab_size;
+    *cols = dim;
+    return true;
+  }
+  if (strncmp(name, "blk.", 4) != 0) return false;
+  const char* p = name + 4;
+  if (*p < '0' || *p > '9') return false;
+  while (*p >= '0' && *p <= '9') p++;
+  static const struct {
+    const char* suffix;
+    int r, c; /* 0 dim, 1 hidden, 2 q width, 3 kv width */
+  } k[] = {{".attn_q.weight", 2, 0},      {".attn_k.weight", 3, 0},   {".attn_v.weight", 3, 0},
+           {".attn_output.weight", 0, 2}, {".ffn_gate.weight", 1, 0}, {".ffn_up.weight", 1, 0},
+           {".ffn_down.weight", 0, 1}};
+  const int64_t width[4] = {dim, hid, qd, kvd};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    if (!strcmp(p, k[i].suffix)) {
+      *rows = width[k[i].r];
+      *cols = width[k[i].c];
+      return true;
+    }
+  return false;
 }

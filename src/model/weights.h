@@ -31,7 +31,9 @@ typedef struct qn_weights {
 
 /* Binds every tensor of the decoder, checking presence, dtype and shape against hp
  * (errors name the tensor). Quantized .qnz weights are bound through their companion
- * scale/zero tensors. */
+ * scale/zero tensors, in the layout the file records (qn_qtensor.layout): w8a8-* / w4a8
+ * weights written by this version are packed (quant/pack_i8.h); older files that stored them
+ * as canonical rows are accepted as such (layout QN_LAYOUT_ROWS). */
 qn_status qn_weights_bind(const qn_source* s, qn_weights* w);
 void qn_weights_release(qn_weights* w);
 
@@ -40,5 +42,10 @@ void qn_weights_release(qn_weights* w);
  * when present; qn_weights_bind requires it for every weight the model multiplies. */
 qn_status qn_weights_bind_matrix(const qn_source* s, const char* name, int64_t rows, int64_t cols,
                                  qn_qtensor* out);
+
+/* Logical shape rows x cols (out x in) of the decoder's 2-D weight `name` (token_embd,
+ * output, blk.N.attn_{q,k,v,output}, blk.N.ffn_{gate,up,down}) from the hyper-parameters;
+ * false for any other name. Stored shapes of quantized weights differ (docs/FORMAT.md). */
+bool qn_weights_logical_shape(const qn_hparams* hp, const char* name, int64_t* rows, int64_t* cols);
 
 #endif

@@ -2,6 +2,7 @@
  * row gather the reference kernels and dequantizers use to read them back. */
 #include "quant/pack_i8.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "quant/quant_rows.h"
@@ -17,18 +18,32 @@ qn_layout qn_qtype_packed_layout(qn_qtype t) {
   }
 }
 
+/* a * b, or 0 when it overflows 64 bits (a, b >= 0). */
+static uint64_t mul_or_zero(uint64_t a, uint64_t b) {
+  uint64_t p;
+  return __builtin_mul_overflow(a, b, &p) ? 0 : p;
+}
+
+/* Rows rounded up to 16 and cols rounded up to m, or false when either would overflow. */
+static bool padded(int64_t rows, int64_t cols, int64_t m, uint64_t* r16, uint64_t* cm) {
+  if (rows < 0 || cols < 0 || rows > INT64_MAX - 15 || cols > INT64_MAX - (m - 1)) return false;
+  *r16 = (uint64_t)round_up(rows, 16);
+  *cm = (uint64_t)round_up(cols, m);
+  return true;
+}
+
 uint64_t qn_packed_payload_bytes(qn_layout l, int64_t rows, int64_t cols) {
-  if (rows < 0 || cols < 0) return 0;
-  if (l == QN_LAYOUT_I8X16) return (uint64_t)round_up(rows, 16) * (uint64_t)round_up(cols, 4);
-  if (l == QN_LAYOUT_I4X16) return (uint64_t)round_up(rows, 16) * (uint64_t)round_up(cols, 32) / 2;
+  uint64_t r16, cp;
+  if (l == QN_LAYOUT_I8X16 && padded(rows, cols, 4, &r16, &cp)) return mul_or_zero(r16, cp);
+  if (l == QN_LAYOUT_I4X16 && padded(rows, cols, 32, &r16, &cp)) return mul_or_zero(r16, cp / 2);
   return 0;
 }
 
 uint64_t qn_packed_scale_bytes(qn_layout l, int64_t rows, int64_t cols) {
-  if (rows < 0 || cols < 0) return 0;
-  if (l == QN_LAYOUT_I8X16) return (uint64_t)rows * 4u;
-  if (l == QN_LAYOUT_I4X16)
-    return (uint64_t)round_up(rows, 16) * (uint64_t)(round_up(cols, 32) / 32) * 2u;
+  uint64_t r16, cp;
+  if (l == QN_LAYOUT_I8X16 && rows >= 0 && cols >= 0) return mul_or_zero((uint64_t)rows, 4);
+  if (l == QN_LAYOUT_I4X16 && padded(rows, cols, 32, &r16, &cp))
+    return mul_or_zero(r16, cp / 32 * 2);
   return 0;
 }
 

@@ -32,7 +32,8 @@
 /* The packed layout scheme t uses (QN_LAYOUT_ROWS when it has none). */
 qn_layout qn_qtype_packed_layout(qn_qtype t);
 
-/* Bytes of the packed payload / scales of a rows x cols matrix in layout l (0 for ROWS). */
+/* Bytes of the packed payload / scales of a rows x cols matrix in layout l (0 for ROWS, for a
+ * negative size, or when the size would overflow 64 bits). */
 uint64_t qn_packed_payload_bytes(qn_layout l, int64_t rows, int64_t cols);
 uint64_t qn_packed_scale_bytes(qn_layout l, int64_t rows, int64_t cols);
 

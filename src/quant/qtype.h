@@ -61,8 +61,8 @@ typedef struct qn_qtensor {
   qn_qtype type;
   int64_t rows;       /* output features */
   int64_t cols;       /* input features */
-  const void* data;   /* payload, rows * row_bytes */
-  const void* scales; /* rows * n_groups scale values, or NULL */
+  const void* data;   /* payload: rows * row_bytes (ROWS) or the packed layout's bytes */
+  const void* scales; /* rows * n_groups scale values (ROWS) or packed scales, or NULL */
   const void* zeros;  /* rows * n_groups minimums (asymmetric), or NULL */
   float act_scale;    /* QN_ACT_I8_STATIC: activation scale (int8 step), else 0 */
   qn_layout layout;   /* arrangement of data/scales; QN_LAYOUT_ROWS unless packed */
@@ -96,13 +96,20 @@ typedef struct qn_qtype_traits {
 const qn_qtype_traits* qn_qtype_traits_of(qn_qtype t);
 /* Looks a scheme up by name; returns -1 if unknown. */
 int qn_qtype_from_name(const char* name);
-/* Payload bytes of one row. */
+/* Payload bytes of one row in the canonical layout (QN_LAYOUT_ROWS). */
 uint64_t qn_qtype_row_bytes(qn_qtype t, int64_t cols);
 /* Scale groups per row (0 for float types). */
 int64_t qn_qtype_n_groups(qn_qtype t, int64_t cols);
 /* Exact storage bits per weight for a rows x cols matrix, scales and zeros included. */
 double qn_qtype_bpw(qn_qtype t, int64_t rows, int64_t cols);
-/* Total bytes (payload + scales + zeros). */
+/* Total bytes as stored (payload + scales + zeros) in the scheme's storage layout: the packed
+ * layout, padding included, for w8a8-* / w4a8 (quant/pack_i8.h); 0 on overflow. Buffers for
+ * the canonical layout quantizers write are rows * qn_qtype_row_bytes + scales instead. */
 uint64_t qn_qtype_bytes(qn_qtype t, int64_t rows, int64_t cols);
+
+/* Name of a layout as .qnz files record it ("rows", "i8x16", "i4x16"); NULL if invalid. */
+const char* qn_layout_name(qn_layout l);
+/* The layout named name, or -1 if unknown. */
+int qn_layout_from_name(const char* name);
 
 #endif

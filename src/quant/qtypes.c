@@ -3,6 +3,7 @@
 #include <float.h>
 #include <string.h>
 
+#include "quant/pack_i8.h"
 #include "quant/qtype.h"
 #include "quant/quant_rows.h"
 
@@ -85,25 +86,26 @@ static const qn_qtype_traits k_traits[QN_QTYPE_COUNT] = {
                           "fair: relative error <= 2^-3 per weight; coarser than fp8-e4m3",
                           "OCP FP8 E5M2 codes (max 57344), f32 scale per output row",
                           F32_SCALE_MAX_ABS, qn_dequant_row_f8_e5m2, qn_quantize_row_f8_e5m2},
-    /* int8 activations: weights stored exactly as int8-channel / int4-g32 */
+    /* int8 activations: weights quantized exactly as int8-channel / int4-g32, then stored in
+       the packed layouts of quant/pack_i8.h (their dequantizers read either layout) */
     [QN_QTYPE_W8A8_STATIC] = {"w8a8-static", 8, 0, QN_DTYPE_F32, false, I8_KERNELS,
                               "depends on calibration: one scale per tensor clips or coarsens "
                               "activation outliers (stories260K, min-max: mean KLD ~0.012, 8x "
                               "w8a8-dynamic's); choose the method, try --smooth",
                               "int8 codes [-127,127], f32 scale per output row; int8 "
                               "activations at one calibrated f32 scale per tensor (NAME.act_scale)",
-                              F32_SCALE_MAX_ABS, qn_dequant_row_q8_c, qn_quantize_row_q8_c,
+                              F32_SCALE_MAX_ABS, qn_dequant_row_w8a8, qn_quantize_row_q8_c,
                               QN_ACT_I8_STATIC},
     [QN_QTYPE_W8A8_DYNAMIC] = {"w8a8-dynamic", 8, 0, QN_DTYPE_F32, false, I8_KERNELS,
                                W8A8_DYNAMIC_ACCURACY,
                                "int8 codes [-127,127], f32 scale per output row; int8 "
                                "activations, scale absmax/127 per token at run time",
-                               F32_SCALE_MAX_ABS, qn_dequant_row_q8_c, qn_quantize_row_q8_c,
+                               F32_SCALE_MAX_ABS, qn_dequant_row_w8a8, qn_quantize_row_q8_c,
                                QN_ACT_I8_DYNAMIC},
     [QN_QTYPE_W4A8] = {"w4a8", 4, 32, QN_DTYPE_F16, false, I8_KERNELS, W4A8_ACCURACY,
                        "int4 codes [-8,7], 2 per byte, fp16 scale per 32 columns; int8 "
                        "activations, scale absmax/127 per token at run time",
-                       F16_MAX_ABS, qn_dequant_row_q4_g, qn_quantize_row_q4_g32, QN_ACT_I8_DYNAMIC},
+                       F16_MAX_ABS, qn_dequant_row_w4a8, qn_quantize_row_q4_g32, QN_ACT_I8_DYNAMIC},
     [QN_QTYPE_Q3_G32] = {"int3-g32", 3, 32, QN_DTYPE_F16, false, REF_KERNELS,
                          "very lossy with RTN; use --method gptq (calibrated error "
                          "compensation) at 3 bits",
@@ -152,6 +154,12 @@ static uint64_t row_scale_bytes(qn_qtype t, int64_t cols) {
 
 uint64_t qn_qtype_bytes(qn_qtype t, int64_t rows, int64_t cols) {
   if (!qn_qtype_traits_of(t) || rows < 0 || cols < 0 || cols > INT64_MAX / 32) return 0;
+  qn_layout l = qn_qtype_packed_layout(t);
+  if (l != QN_LAYOUT_ROWS) { /* stored packed: padding rows / columns included */
+    uint64_t p = qn_packed_payload_bytes(l, rows, cols), sc = qn_packed_scale_bytes(l, rows, cols);
+    if ((rows > 0 && (p == 0 || sc == 0)) || p > UINT64_MAX - sc) return 0;
+    return p + sc;
+  }
   uint64_t per_row = qn_qtype_row_bytes(t, cols) + row_scale_bytes(t, cols);
   uint64_t total;
   if (__builtin_mul_overflow(per_row, (uint64_t)rows, &total)) return 0;
@@ -162,6 +170,20 @@ double qn_qtype_bpw(qn_qtype t, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return 0.0;
   uint64_t bytes = qn_qtype_bytes(t, rows, cols);
   return 8.0 * (double)bytes / ((double)rows * (double)cols);
+}
+
+static const char* const k_layout_names[] = {
+    [QN_LAYOUT_ROWS] = "rows", [QN_LAYOUT_I8X16] = "i8x16", [QN_LAYOUT_I4X16] = "i4x16"};
+#define N_LAYOUTS ((int)(sizeof k_layout_names / sizeof k_layout_names[0]))
+
+const char* qn_layout_name(qn_layout l) {
+  return (unsigned)l < (unsigned)N_LAYOUTS ? k_layout_names[l] : NULL;
+}
+
+int qn_layout_from_name(const char* name) {
+  for (int i = 0; name && i < N_LAYOUTS; i++)
+    if (strcmp(k_layout_names[i], name) == 0) return i;
+  return -1;
 }
 
 /* ---- row addressing inside a whole matrix ------------------------------------------- */

@@ -3,6 +3,7 @@
  *   int4-gN  (symmetric):  nibble = q + 8, q in [-8, 7], w ~ q * d. The RTN scale maps the
  *                          value of largest magnitude to -8, so d's sign is opposite to it.
  *   int4a-gN (asymmetric): nibble = q in [0, 15], w ~ m + q * s; s and m per group. */
+#include "quant/pack_i8.h"
 #include "quant/quant_rows.h"
 #include "quant/scale_search.h"
 
@@ -84,4 +85,23 @@ void qn_dequant_row_q4a_g(const qn_qtensor* w, int64_t r, float* out) {
     int64_t end = g0 + group < w->cols ? g0 + group : w->cols;
     for (int64_t i = g0; i < end; i++) out[i] = qn_asym_value(min, (int)get_nibble(p, i), scale);
   }
+}
+
+/* Scale of group g of row r in a QN_LAYOUT_I4X16 tensor with G groups per row: the 16 scales
+ * of block (r / 16, g) are contiguous (docs/FORMAT.md, "Packed layouts"). */
+static float i4x16_scale(const qn_qtensor* w, int64_t r, int64_t g, int64_t G) {
+  return qn_load_f16(w->scales, ((r / 16) * G + g) * 16 + r % 16);
+}
+
+void qn_dequant_row_w4a8(const qn_qtensor* w, int64_t r, float* out) {
+  if (w->layout != QN_LAYOUT_I4X16) {
+    qn_dequant_row_q4_g(w, r, out);
+    return;
+  }
+  /* codes gathered into the first cols bytes of out, widened from the end (see
+   * qn_dequant_row_w8a8) */
+  int8_t* q = (int8_t*)out;
+  qn_packed_row_codes(w, r, q, NULL);
+  const int64_t G = (w->cols + 31) / 32;
+  for (int64_t c = w->cols - 1; c >= 0; c--) out[c] = (float)q[c] * i4x16_scale(w, r, c / 32, G);
 }

@@ -1,5 +1,6 @@
 /* quant_int8.c: symmetric int8 schemes. Codes q in [-127, 127] (never -128), w ~ q * d,
  * one scale d per row (int8-channel, f32) or per group of 32/64/128 columns (fp16). */
+#include "quant/pack_i8.h"
 #include "quant/quant_rows.h"
 #include "quant/scale_search.h"
 
@@ -55,4 +56,18 @@ void qn_dequant_row_q8_g(const qn_qtensor* w, int64_t r, float* out) {
     int64_t end = g0 + group < w->cols ? g0 + group : w->cols;
     for (int64_t i = g0; i < end; i++) out[i] = (float)q[i] * d;
   }
+}
+
+void qn_dequant_row_w8a8(const qn_qtensor* w, int64_t r, float* out) {
+  if (w->layout != QN_LAYOUT_I8X16) {
+    qn_dequant_row_q8_c(w, r, out);
+    return;
+  }
+  /* The row's int8 codes are gathered into the first cols bytes of out itself (no scratch),
+   * then widened from the last column down: float c occupies bytes 4c..4c+3, which hold only
+   * codes >= c, and code c is read before float c is written. */
+  int8_t* q = (int8_t*)out;
+  qn_packed_row_codes(w, r, q, NULL);
+  const float d = qn_load_f32(w->scales, r); /* I8X16 keeps the f32 row scales as they are */
+  for (int64_t c = w->cols - 1; c >= 0; c--) out[c] = (float)q[c] * d;
 }

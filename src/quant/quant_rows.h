@@ -26,7 +26,9 @@ static inline float qn_load_f32(const void* p, int64_t i) {
 }
 static inline void qn_store_f32(void* p, int64_t i, float v) { memcpy((uint8_t*)p + 4 * i, &v, 4); }
 
-/* Row r's payload, scales and zeros inside a whole-matrix qn_qtensor. */
+/* Row r's payload, scales and zeros inside a whole-matrix qn_qtensor in the canonical layout
+ * (QN_LAYOUT_ROWS); a packed tensor has no row-contiguous data: read it through
+ * qn_packed_row_codes (quant/pack_i8.h) or the scheme's dequant_row. */
 const uint8_t* qn_qtensor_row_data(const qn_qtensor* w, int64_t r);
 const void* qn_qtensor_row_scales(const qn_qtensor* w, int64_t r);
 const void* qn_qtensor_row_zeros(const qn_qtensor* w, int64_t r);
@@ -50,6 +52,8 @@ void qn_quantize_row_q8_g64(QN_QUANT_ROW_ARGS);
 void qn_quantize_row_q8_g128(QN_QUANT_ROW_ARGS);
 void qn_dequant_row_q8_c(const qn_qtensor* w, int64_t r, float* out);
 void qn_dequant_row_q8_g(const qn_qtensor* w, int64_t r, float* out); /* any group size */
+/* w8a8-*: canonical rows as int8-channel, or the packed QN_LAYOUT_I8X16 */
+void qn_dequant_row_w8a8(const qn_qtensor* w, int64_t r, float* out);
 
 /* quant_int4.c */
 void qn_quantize_row_q4_g32(QN_QUANT_ROW_ARGS);
@@ -60,6 +64,8 @@ void qn_quantize_row_q4a_g64(QN_QUANT_ROW_ARGS);
 void qn_quantize_row_q4a_g128(QN_QUANT_ROW_ARGS);
 void qn_dequant_row_q4_g(const qn_qtensor* w, int64_t r, float* out);
 void qn_dequant_row_q4a_g(const qn_qtensor* w, int64_t r, float* out);
+/* w4a8: canonical rows as int4-g32, or the packed QN_LAYOUT_I4X16 */
+void qn_dequant_row_w4a8(const qn_qtensor* w, int64_t r, float* out);
 
 /* quant_int3.c */
 void qn_quantize_row_q3_g32(QN_QUANT_ROW_ARGS);

@@ -5,9 +5,11 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/status.h"
+#include "quant/pack_i8.h"
 #include "quant/quant_rows.h"
 
 #define MAX_THREADS 64
@@ -188,5 +190,39 @@ qn_status qn_qtensor_dequant(const qn_qtensor* w, float* out) {
   QN_TRY(check_args("dequantize", w->type, out, w->rows, w->cols, w->data, w->scales, w->zeros));
   const qn_qtype_traits* tr = qn_qtype_traits_of(w->type);
   for (int64_t r = 0; r < w->rows; r++) tr->dequant_row(w, r, out + r * w->cols);
+  return QN_OK;
+}
+
+qn_status qn_qtensor_pack(const qn_qtensor* w, qn_qtensor* out, void** payload, void** scales) {
+  *payload = *scales = NULL;
+  const qn_qtype_traits* tr = w ? qn_qtype_traits_of(w->type) : NULL;
+  if (!tr) return qn_error(QN_EINVAL, "pack: NULL tensor or unknown scheme");
+  qn_layout l = qn_qtype_packed_layout(w->type);
+  if (l == QN_LAYOUT_ROWS)
+    return qn_error(QN_EINVAL, "pack: scheme %s has no packed layout", tr->name);
+  if (w->layout != QN_LAYOUT_ROWS)
+    return qn_error(QN_EINVAL, "pack: the %s tensor is already packed", tr->name);
+  if (w->rows < 0 || w->cols < 1 || !w->data || !w->scales)
+    return qn_error(QN_EINVAL, "pack %s: bad shape or NULL buffers", tr->name);
+  uint64_t pb = qn_packed_payload_bytes(l, w->rows, w->cols);
+  uint64_t sb = qn_packed_scale_bytes(l, w->rows, w->cols);
+  if (w->rows > 0 && (pb == 0 || sb == 0 || pb > SIZE_MAX || sb > SIZE_MAX))
+    return qn_error(QN_EINVAL, "pack %s: shape %lld x %lld is too large", tr->name,
+                    (long long)w->rows, (long long)w->cols);
+  *payload = malloc(pb ? (size_t)pb : 1);
+  *scales = malloc(sb ? (size_t)sb : 1);
+  if (!*payload || !*scales) {
+    free(*payload);
+    free(*scales);
+    *payload = *scales = NULL;
+    return qn_error(QN_ENOMEM, "pack %s: out of memory for %llu bytes", tr->name,
+                    (unsigned long long)(pb + sb));
+  }
+  qn_pack_i8(w->type, w->rows, w->cols, w->data, w->scales, *payload, *scales);
+  *out = *w;
+  out->data = *payload;
+  out->scales = *scales;
+  out->zeros = NULL;
+  out->layout = l;
   return QN_OK;
 }

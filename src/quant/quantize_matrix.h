@@ -27,8 +27,14 @@ qn_status qn_quantize_matrix(qn_qtype t, const float* w, int64_t rows, int64_t c
                              const qn_quant_opts* o, void* payload, void* scales, void* zeros,
                              qn_quant_stats* stats);
 
-/* Dequantizes all of w into out[rows * cols] (row-major). */
+/* Dequantizes all of w (either layout) into out[rows * cols] (row-major). */
 qn_status qn_qtensor_dequant(const qn_qtensor* w, float* out);
+
+/* Rearranges w, a canonical (QN_LAYOUT_ROWS) matrix of a scheme that has a packed layout
+ * (w8a8-*, w4a8: quant/pack_i8.h), into that layout in new buffers *payload and *scales
+ * (malloc'ed; the caller frees them); *out views them with w's type, shape and act_scale.
+ * QN_EINVAL for another scheme or a w already packed, QN_ENOMEM. */
+qn_status qn_qtensor_pack(const qn_qtensor* w, qn_qtensor* out, void** payload, void** scales);
 
 /* Error statistics of an approximation a of w (n values each). */
 void qn_quant_stats_measure(const float* w, const float* a, int64_t n, qn_quant_stats* stats);

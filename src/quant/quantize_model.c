@@ -3,10 +3,11 @@
  * SmoothQuant scales are derived from it (src/calib/smoothquant.c); then the model is closed
  * again. Plans every output tensor from the recipe, then streams tensor by tensor: dequantize
  * the source weight to f32 (the only full-size buffer), apply the SmoothQuant folds, quantize
- * it, measure the error, write it (plus NAME.act_scale for static-activation schemes). Norms
+ * it, measure the error, pack it when the scheme has a packed kernel layout (w8a8-*, w4a8:
+ * quant/pack_i8.h), write it (plus NAME.act_scale for static-activation schemes). Norms
  * and biases are stored as f32. The metadata (written last) carries hyper-parameters,
- * vocabulary, the scheme of every weight, the recipe, the source's SHA-256, the per-tensor
- * error statistics and the calibration summary (docs/FORMAT.md). */
+ * vocabulary, the scheme (and packed layout) of every weight, the recipe, the source's SHA-256, the
+ * per-tensor error statistics and the calibration summary (docs/FORMAT.md). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
@@ -15,7 +16,9 @@
 #include <string.h>
 
 #include "calib/calibrate.h"
+#include "calib/awq.h"
 #include "calib/gptq.h"
+#include "calib/importance.h"
 #include "calib/smoothquant.h"
 #include "core/clock.h"
 #include "core/half.h"
@@ -25,8 +28,10 @@
 #include "format/model_json.h"
 #include "format/qnz_writer.h"
 #include "format/source.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/weights.h"
+#include "quant/pack_i8.h"
 #include "quant/quantize_matrix.h"
 #include "quant/recipe.h"
 
@@ -36,6 +41,7 @@ typedef struct plan_item {
   bool matrix;          /* 2-D weight (quantized) or vector (stored f32) */
   qn_qtype scheme;      /* for matrices */
   int64_t rows, cols;   /* logical shape */
+  qn_layout layout;     /* storage layout of the output (packed for w8a8-* / w4a8) */
   int out[3];           /* output tensor indices: payload/values, scales, zeros (-1 = none) */
   int act_out;          /* output index of NAME.act_scale (static activations), else -1 */
   float act_scale;      /* its value: calibrated threshold / 127 */
@@ -55,7 +61,7 @@ bool qn_scheme_at(int i, qn_scheme_info* out) {
   const qn_qtype_traits* tr = qn_qtype_traits_of((qn_qtype)i);
   if (i < 0 || !tr) return false;
   out->name = tr->name;
-  out->bpw = qn_qtype_bpw((qn_qtype)i, 1, 4096);
+  out->bpw = qn_qtype_bpw((qn_qtype)i, 4096, 4096); /* a whole number of 16-row blocks */
   out->summary = tr->summary;
   out->kernels = tr->kernels;
   out->accuracy = tr->accuracy;
@@ -118,18 +124,36 @@ static qn_status make_plan(const qn_source* s, const qn_recipe* rc, const calib_
     p->matrix = t->ndim == 2;
     if (p->matrix) {
       p->rows = t->shape[0];
-      p->cols = q >= 0 ? 0 : t->shape[1];
-      if (q >= 0) {
-        /* logical cols of a quantized source come from the hyper-parameters */
-        const qn_hparams* hp = &s->hp;
-        const char* n = t->name;
-        int64_t qd = (int64_t)hp->n_heads * hp->head_dim;
-        p->cols = strstr(n, "attn_output") ? qd : strstr(n, "ffn_down") ? hp->hidden_dim : hp->dim;
-      }
+      p->cols = t->shape[1];
+      /* the logical shape of a quantized source (stored as bytes, maybe packed) comes from
+         the hyper-parameters */
+      if (q >= 0 && !qn_weights_logical_shape(&s->hp, t->name, &p->rows, &p->cols))
+        return qn_error(QN_EFORMAT, "%s: quantized tensor '%s' is not a weight of the model",
+                        s->path, t->name);
       p->scheme = qn_recipe_pick(rc, t->name);
       const qn_qtype_traits* tr = qn_qtype_traits_of(p->scheme);
       uint64_t rb = qn_qtype_row_bytes(p->scheme, p->cols);
-      if (tr->group < 0) {
+      p->layout = qn_qtype_packed_layout(p->scheme);
+      if (tr->act != QN_ACT_FLOAT && p->cols > QN_I8_MAX_COLS)
+        return qn_error(QN_EUNSUPPORTED,
+                        "'%s' has %lld columns; %s sums int8 products in int32 and allows at "
+                        "most %d",
+                        t->name, (long long)p->cols, tr->name, QN_I8_MAX_COLS);
+      if (p->layout != QN_LAYOUT_ROWS && p->rows <= 0)
+        return qn_error(QN_EFORMAT, "%s: weight '%s' has no rows", s->path, t->name);
+      if (p->layout != QN_LAYOUT_ROWS) {
+        /* packed (docs/FORMAT.md, "Packed layouts"): one payload row per 16-row block */
+        int64_t blocks = (p->rows + 15) / 16;
+        uint64_t pb = qn_packed_payload_bytes(p->layout, p->rows, p->cols);
+        uint64_t sb = qn_packed_scale_bytes(p->layout, p->rows, p->cols);
+        outs[no] =
+            out_tensor(t->name, "", QN_DTYPE_U8, blocks, (int64_t)(pb / (uint64_t)blocks), 2, pb);
+        p->out[0] = no++;
+        bool i8 = p->layout == QN_LAYOUT_I8X16;
+        outs[no] = out_tensor(t->name, ".scales", tr->scale_dtype, i8 ? p->rows : blocks,
+                              i8 ? 1 : (int64_t)(sb / 2 / (uint64_t)blocks), 2, sb);
+        p->out[1] = no++;
+      } else if (tr->group < 0) {
         qn_dtype dt = p->scheme == QN_QTYPE_F32   ? QN_DTYPE_F32
                       : p->scheme == QN_QTYPE_F16 ? QN_DTYPE_F16
                                                   : QN_DTYPE_BF16;
@@ -378,19 +402,24 @@ static qn_status calib_report(const calib_state* cs, qn_quantize_report* rep) {
 
 /* ---- weight methods (GPTQ) ---- */
 
-/* Checks --method; sets search (also from the search flag) and gptq. */
-static qn_status check_method(const qn_quantize_opts* o, bool* search, bool* gptq) {
+/* Checks --method; sets search (also from the search flag and for imp), gptq, imp and awq
+ * (1: awq, 2: awq+gptq). */
+static qn_status check_method(const qn_quantize_opts* o, bool* search, bool* gptq, bool* imp,
+                              int* awq) {
   const char* m = o->method ? o->method : "rtn";
-  *search = o->search || !strcmp(m, "search");
+  *imp = !strcmp(m, "imp");
+  *awq = !strcmp(m, "awq") ? 1 : !strcmp(m, "awq+gptq") ? 2 : 0;
+  *search = o->search || !strcmp(m, "search") || *imp;
   *gptq = !strcmp(m, "gptq");
-  if (strcmp(m, "rtn") && strcmp(m, "search") && !*gptq)
-    return qn_error(QN_EINVAL, "unknown method '%s' (--method: rtn, search or gptq)", m);
-  if (*gptq && !o->calib_path)
+  if (strcmp(m, "rtn") && strcmp(m, "search") && !*gptq && !*imp && !*awq)
     return qn_error(QN_EINVAL,
-                    "--method gptq needs calibration text for the layer Hessians: give --calib "
-                    "FILE");
-  if (*gptq && (o->smooth || o->smooth_auto))
-    return qn_error(QN_EINVAL, "--method gptq cannot be combined with --smooth");
+                    "unknown method '%s' (--method: rtn, search, imp, gptq, awq or awq+gptq)", m);
+  if ((*gptq || *imp || *awq) && !o->calib_path)
+    return qn_error(QN_EINVAL,
+                    "--method %s needs calibration text for the layer inputs: give --calib FILE",
+                    m);
+  if ((*gptq || *awq) && (o->smooth || o->smooth_auto))
+    return qn_error(QN_EINVAL, "--method %s cannot be combined with --smooth", m);
   if (!(o->gptq_damp >= 0))
     return qn_error(QN_EINVAL, "GPTQ dampening %g must be >= 0", o->gptq_damp);
   return QN_OK;
@@ -418,21 +447,78 @@ static qn_status run_gptq(const char* in_path, const qn_quantize_opts* o, const 
   return st;
 }
 
-/* Quantizes matrix p (f32) into ob, or takes GPTQ's arrays for it when there are some; deq
- * (rows x cols scratch) measures the latter's error. */
+/* True when some scheme of the recipe takes static int8 activations (needs the observers). */
+static bool recipe_has_static(const qn_recipe* rc) {
+  bool any = qn_qtype_traits_of(rc->def)->act == QN_ACT_I8_STATIC;
+  for (int i = 0; i < rc->n_rules; i++)
+    any |= qn_qtype_traits_of(rc->rules[i].scheme)->act == QN_ACT_I8_STATIC;
+  return any;
+}
+
+/* Runs sequential AWQ (awq_gptq: with GPTQ on the scaled weights) on the FP32 model. */
+static qn_status run_awq(const char* in_path, const qn_quantize_opts* o, const qn_recipe* rc,
+                         bool awq_gptq, qn_awq_result* out) {
+  if (recipe_has_static(rc))
+    return qn_error(QN_EINVAL, "--method awq cannot be combined with w8a8-static schemes");
+  qn_model_opts mo = {o->tokenizer_path, o->n_threads};
+  qn_model* m = NULL;
+  QN_TRY(qn_model_open(in_path, &mo, &m));
+  qn_awq_model_opts ao;
+  memset(&ao, 0, sizeof ao);
+  ao.max_tokens = o->calib_tokens;
+  ao.ctx = o->calib_ctx;
+  ao.gptq = awq_gptq;
+  ao.gptq_opts.damp = o->gptq_damp > 0 ? o->gptq_damp : QN_GPTQ_DEFAULT_DAMP;
+  ao.gptq_opts.act_order = o->gptq_act_order;
+  ao.gptq_opts.search = o->search;
+  ao.scheme_of = recipe_scheme;
+  ao.scheme_user = (void*)rc;
+  ao.n_threads = o->n_threads > 0 ? o->n_threads : qn_cpu_count();
+  ao.progress = o->progress;
+  ao.progress_user = o->progress_user;
+  qn_status st = qn_awq_model_run(m, o->calib_path, &ao, out);
+  qn_model_free(m);
+  return st;
+}
+
+/* Measures the activation energy of every linear input on the FP32 model (--method imp). */
+static qn_status run_importance(const char* in_path, const qn_quantize_opts* o,
+                                qn_importance** out) {
+  qn_model_opts mo = {o->tokenizer_path, o->n_threads};
+  qn_model* m = NULL;
+  QN_TRY(qn_model_open(in_path, &mo, &m));
+  qn_importance_opts io = {o->calib_tokens, o->calib_ctx, o->progress, o->progress_user};
+  qn_status st = qn_importance_run(m, o->calib_path, &io, out);
+  qn_model_free(m);
+  return st;
+}
+
+/* Quantizes matrix p (f32) into ob (canonical layout), or takes GPTQ's arrays for it when
+ * there are some; deq (rows x cols scratch) measures the latter's error. The statistics are
+ * those of the canonical result; a scheme with a packed layout is then packed into pk
+ * (payload, scales), which is what the file stores. */
 static qn_status quantize_item(const plan_item* p, const float* f32, const qn_quant_opts* qo,
-                               const qn_gptq_result* g, float* deq, uint8_t* ob[3],
-                               qn_quant_stats* qs) {
+                               const qn_gptq_result* g, const qn_awq_result* aw, float* deq,
+                               uint8_t* ob[3], uint8_t* pk[2], qn_quant_stats* qs) {
   const qn_gptq_weight* gw = qn_gptq_result_find(g, p->src->name);
-  if (!gw || gw->scheme != p->scheme || gw->rows != p->rows || gw->cols != p->cols)
-    return qn_quantize_matrix(p->scheme, f32, p->rows, p->cols, qo, ob[0],
-                              p->out[1] >= 0 ? ob[1] : NULL, p->out[2] >= 0 ? ob[2] : NULL, qs);
-  size_t sb = qn_qtype_traits_of(p->scheme)->scale_dtype == QN_DTYPE_F16 ? 2 : 4;
-  memcpy(ob[0], gw->payload, qn_qtype_row_bytes(p->scheme, p->cols) * (size_t)p->rows);
-  memcpy(ob[1], gw->scales, (size_t)qn_qtype_n_groups(p->scheme, p->cols) * sb * (size_t)p->rows);
-  qn_qtensor q = {p->scheme, p->rows, p->cols, ob[0], ob[1], NULL, 0, QN_LAYOUT_ROWS};
-  QN_TRY(qn_qtensor_dequant(&q, deq));
-  qn_quant_stats_measure(f32, deq, p->rows * p->cols, qs);
+  if (!gw || gw->scheme != p->scheme || gw->rows != p->rows || gw->cols != p->cols) {
+    bool done = false; /* AWQ's clipped RTN */
+    if (aw)
+      QN_TRY(qn_awq_quantize_matrix(aw, p->src->name, p->scheme, f32, p->rows, p->cols, qo, ob[0],
+                                    ob[1], ob[2], deq, qs, &done));
+    if (!done)
+      QN_TRY(qn_quantize_matrix(p->scheme, f32, p->rows, p->cols, qo, ob[0],
+                                p->out[1] >= 0 ? ob[1] : NULL, p->out[2] >= 0 ? ob[2] : NULL, qs));
+  } else {
+    size_t sb = qn_qtype_traits_of(p->scheme)->scale_dtype == QN_DTYPE_F16 ? 2 : 4;
+    memcpy(ob[0], gw->payload, qn_qtype_row_bytes(p->scheme, p->cols) * (size_t)p->rows);
+    memcpy(ob[1], gw->scales, (size_t)qn_qtype_n_groups(p->scheme, p->cols) * sb * (size_t)p->rows);
+    qn_qtensor q = {p->scheme, p->rows, p->cols, ob[0], ob[1], NULL, 0, QN_LAYOUT_ROWS};
+    QN_TRY(qn_qtensor_dequant(&q, deq));
+    qn_quant_stats_measure(f32, deq, p->rows * p->cols, qs);
+  }
+  if (p->layout != QN_LAYOUT_ROWS)
+    qn_pack_i8(p->scheme, p->rows, p->cols, ob[0], ob[1], pk[0], pk[1]);
   return QN_OK;
 }
 
@@ -449,24 +535,37 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   qn_calib_method method;
   double pct;
   QN_TRY(check_calib_opts(o, &method, &pct));
-  bool search = false, gptq = false;
-  QN_TRY(check_method(o, &search, &gptq));
-  qn_quantize_opts oc = *o; /* GPTQ: its own default calibration size */
+  bool search = false, gptq = false, imp = false;
+  int awq = 0;
+  QN_TRY(check_method(o, &search, &gptq, &imp, &awq));
+  qn_quantize_opts oc = *o; /* GPTQ and AWQ: their own default calibration size */
   if (gptq && !oc.calib_tokens) oc.calib_tokens = QN_GPTQ_DEFAULT_TOKENS;
+  if (awq && !oc.calib_tokens) oc.calib_tokens = QN_AWQ_DEFAULT_TOKENS;
+  /* the weight methods collect their own statistics: the observers run only when activation
+     thresholds or SmoothQuant need them */
+  bool observe = o->calib_path && (!(gptq || imp || awq) || o->smooth || o->smooth_auto ||
+                                   recipe_has_static(&rc));
 
   /* calibration first: its model is closed again before the streaming starts */
   calib_state cs;
   memset(&cs, 0, sizeof cs);
   qn_gptq_result gres;
   memset(&gres, 0, sizeof gres);
-  qn_status st = o->calib_path ? run_calibration(in_path, &oc, &rc, method, pct, &cs) : QN_OK;
+  qn_awq_result ares;
+  memset(&ares, 0, sizeof ares);
+  qn_importance* impr = NULL;
+  qn_status st = observe ? run_calibration(in_path, &oc, &rc, method, pct, &cs) : QN_OK;
   if (st == QN_OK && gptq) st = run_gptq(in_path, &oc, &rc, search, &gres);
+  if (st == QN_OK && awq) st = run_awq(in_path, &oc, &rc, awq == 2, &ares);
+  if (st == QN_OK && imp) st = run_importance(in_path, &oc, &impr);
   qn_source* s = NULL;
   if (st == QN_OK) st = qn_source_open(in_path, o->tokenizer_path, &s);
   if (st != QN_OK) {
     qn_calib_free(cs.cal);
     qn_smooth_free(cs.sm);
     qn_gptq_result_free(&gres);
+    qn_awq_result_free(&ares);
+    qn_importance_free(impr);
     return st;
   }
   qn_weights wcheck; /* binds every weight: shapes checked before any work */
@@ -479,8 +578,9 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   cJSON* md = cJSON_CreateObject();
   cJSON* stats = cJSON_CreateObject();
   cJSON* quant = cJSON_CreateObject();
+  cJSON* layouts = cJSON_CreateObject(); /* quench.layout: the packed weights */
   int n_out = 0, n_rep = 0;
-  if (st == QN_OK && (!plan || !outs || !tr || !md || !stats || !quant))
+  if (st == QN_OK && (!plan || !outs || !tr || !md || !stats || !quant || !layouts))
     st = qn_error(QN_ENOMEM, "out of memory");
   if (st == QN_OK) st = make_plan(s, &rc, &cs, plan, outs, &n_out);
 
@@ -497,7 +597,13 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     char* rtxt = qn_recipe_text(&rc);
     cJSON_AddStringToObject(md, "quench.recipe", rtxt ? rtxt : "");
     free(rtxt);
-    cJSON_AddStringToObject(md, "quench.method", gptq ? "gptq" : search ? "search" : "rtn");
+    const char* mname = awq == 2 ? "awq+gptq"
+                        : awq        ? "awq"
+                        : imp        ? "imp"
+                        : gptq       ? "gptq"
+                        : search     ? "search"
+                                     : "rtn";
+    cJSON_AddStringToObject(md, "quench.method", mname);
     cJSON* src = cJSON_CreateObject();
     cJSON_AddStringToObject(src, "path", in_path);
     cJSON_AddStringToObject(src, "format", qn_format_name(s->format));
@@ -517,6 +623,13 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
       else
         add_json_string(md, "quench.calib", cj);
     }
+    if (ares.sm) { /* AWQ: the alpha chosen per layer input */
+      cJSON* aj = qn_awq_summary_json(&ares);
+      if (!aj)
+        st = qn_error(QN_ENOMEM, "out of memory");
+      else
+        add_json_string(md, "quench.awq", aj);
+    }
   }
   cJSON_Delete(vj);
 
@@ -525,14 +638,20 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   for (int i = 0; i < s->n_tensors; i++)
     if (plan[i].rows > 0 && (size_t)(plan[i].rows * plan[i].cols) > max_el)
       max_el = (size_t)(plan[i].rows * plan[i].cols);
-  for (int i = 0; i < n_out; i++)
+  for (int i = 0; i < n_out; i++) /* packed outputs are at least their canonical size */
     if (outs[i].nbytes > max_out) max_out = outs[i].nbytes;
+  size_t max_packed = 0; /* the packed payload/scales buffers (none without packed schemes) */
+  for (int i = 0; i < s->n_tensors; i++)
+    for (int k = 0; k < 2 && plan[i].rows > 0 && plan[i].layout != QN_LAYOUT_ROWS; k++)
+      if (outs[plan[i].out[k]].nbytes > max_packed) max_packed = outs[plan[i].out[k]].nbytes;
   float* f32 = st == QN_OK ? malloc(sizeof(float) * max_el) : NULL;
-  float* deq = st == QN_OK && gptq ? malloc(sizeof(float) * max_el) : NULL;
-  if (st == QN_OK && gptq && !deq) st = qn_error(QN_ENOMEM, "out of memory");
+  float* deq = st == QN_OK && (gptq || awq) ? malloc(sizeof(float) * max_el) : NULL;
+  if (st == QN_OK && (gptq || awq) && !deq) st = qn_error(QN_ENOMEM, "out of memory");
   uint8_t* ob[3] = {NULL, NULL, NULL};
   for (int k = 0; k < 3 && st == QN_OK; k++) ob[k] = malloc(max_out);
-  if (st == QN_OK && (!f32 || !ob[0] || !ob[1] || !ob[2]))
+  uint8_t* pk[2] = {NULL, NULL};
+  for (int k = 0; k < 2 && st == QN_OK && max_packed; k++) pk[k] = malloc(max_packed);
+  if (st == QN_OK && (!f32 || !ob[0] || !ob[1] || !ob[2] || (max_packed && (!pk[0] || !pk[1]))))
     st = qn_error(QN_ENOMEM, "out of memory for a %zu-element tensor", max_el);
 
   qn_qnz_writer* w = NULL;
@@ -552,6 +671,7 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     if (p->rows < 0) continue;
     st = load_f32(s, p, f32);
     if (st == QN_OK && cs.sm) qn_smooth_apply(cs.sm, p->src->name, f32, p->rows, p->cols);
+    if (st == QN_OK && ares.sm) qn_smooth_apply(ares.sm, p->src->name, f32, p->rows, p->cols);
     qn_quant_tensor_report* r = &tr[n_rep];
     snprintf(r->name, sizeof r->name, "%s", p->src->name);
     r->rows = p->rows;
@@ -559,7 +679,10 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     r->bytes_in = p->src->nbytes;
     if (st == QN_OK && p->matrix) {
       qn_quant_stats qs;
-      st = quantize_item(p, f32, &qo, &gres, deq, ob, &qs);
+      qn_quant_opts qi = qo; /* imp: the column weights of the weight's input */
+      if (impr) qi.importance = qn_importance_of(impr, p->src->name);
+      st = quantize_item(p, f32, &qi, awq == 2 ? &ares.gptq : &gres, awq ? &ares : NULL, deq, ob,
+                         pk, &qs);
       if (st == QN_EINVAL || st == QN_ERANGE) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s", qn_last_error());
@@ -571,9 +694,12 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
       r->rmse = qs.rmse;
       if (p->scheme != QN_QTYPE_F32 && p->scheme != QN_QTYPE_F16 && p->scheme != QN_QTYPE_BF16)
         cJSON_AddStringToObject(quant, p->src->name, r->scheme);
+      if (p->layout != QN_LAYOUT_ROWS)
+        cJSON_AddStringToObject(layouts, p->src->name, qn_layout_name(p->layout));
       for (int k = 0; k < 3 && st == QN_OK; k++)
         if (p->out[k] >= 0) {
-          st = qn_qnz_writer_write(w, p->out[k], ob[k]);
+          st = qn_qnz_writer_write(w, p->out[k],
+                                   p->layout != QN_LAYOUT_ROWS && k < 2 ? pk[k] : ob[k]);
           r->bytes_out += outs[p->out[k]].nbytes;
         }
       if (st == QN_OK && p->act_out >= 0) {
@@ -596,8 +722,9 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   }
   if (st == QN_OK) {
     add_json_string(md, "quench.quant", quant);
+    add_json_string(md, "quench.layout", layouts);
     add_json_string(md, "quench.stats", stats);
-    quant = stats = NULL;
+    quant = stats = layouts = NULL;
     mdtxt = cJSON_PrintUnformatted(md);
     if (!mdtxt) st = qn_error(QN_ENOMEM, "out of memory");
   }
@@ -630,17 +757,21 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   }
   free(mdtxt);
   for (int k = 0; k < 3; k++) free(ob[k]);
+  for (int k = 0; k < 2; k++) free(pk[k]);
   free(f32);
   free(deq);
   free(tr);
   free(outs);
   free(plan);
   cJSON_Delete(quant);
+  cJSON_Delete(layouts);
   cJSON_Delete(stats);
   cJSON_Delete(md);
   qn_source_free(s);
   qn_calib_free(cs.cal);
   qn_smooth_free(cs.sm);
   qn_gptq_result_free(&gres);
+  qn_awq_result_free(&ares);
+  qn_importance_free(impr);
   return st;
 }

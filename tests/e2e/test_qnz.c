@@ -14,7 +14,15 @@
  *    misshapen scale tensor, an unknown or wrong scheme in quench.quant, flipped header bytes;
  *  - an output path that cannot be written fails with QN_EIO, an unknown scheme fails before
  *    any file is created, a cancelled run leaves the old target intact: never a temp file;
- *  - a .qnz can itself be re-quantized (its weights are read through their scales). */
+ *  - a .qnz can itself be re-quantized (its weights are read through their scales);
+ *  - the packed schemes (w8a8-dynamic, w4a8): the file is strict safetensors with honest
+ *    packed shapes (payload U8 [ceil(rows / 16), bytes per block], scales F32 [rows, 1] or
+ *    F16 [ceil(rows / 16), 16 G]) and a quench.layout entry per weight; every stored weight is
+ *    exactly qn_pack_i8(qn_quantize_matrix(w)); the statistics are the canonical result's and
+ *    bpw counts the padding; reloaded, the model gives bit for bit the logits of the same
+ *    model quantized in memory (packed, and canonical); a w8a8 file of the older canonical
+ *    form still loads with the same logits; truncated, mis-shaped or mislabelled packed
+ *    tensors are refused with a message naming the file or the tensor. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -28,8 +36,11 @@
 
 #include "testutil.h"
 
+#include "calib/sensitivity.h"
 #include "format/source.h"
+#include "model/model.h"
 #include "model/weights.h"
+#include "quant/pack_i8.h"
 #include "quant/quantize_matrix.h"
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
@@ -39,6 +50,9 @@ static char g_dir[128];        /* scratch directory of this run */
 static int g_n_schemes;        /* rows of the scheme table */
 static char g_path[32][256];   /* [scheme] the .qnz quantized to it */
 static const char* g_name[32]; /* [scheme] its name */
+/* the schemes stored in packed layouts, and their files */
+static const char* const k_packed[2] = {"w8a8-dynamic", "w4a8"};
+static char g_packed[2][256];
 
 /* The .qnz of scheme name (must exist). */
 static const char* qnz_of(const char* name) {
@@ -70,6 +84,17 @@ static int setup(void** state) {
       return -1;
     }
     g_n_schemes = i + 1;
+  }
+  for (int k = 0; k < 2; k++) {
+    snprintf(g_packed[k], sizeof g_packed[k], "%s/%s.qnz", g_dir, k_packed[k]);
+    qn_quantize_opts o;
+    memset(&o, 0, sizeof o);
+    o.scheme = k_packed[k];
+    o.n_threads = 2;
+    if (qn_quantize(g_bin, g_packed[k], &o, NULL) != QN_OK) {
+      printf("quantize %s: %s\n", k_packed[k], qn_last_error());
+      return -1;
+    }
   }
   return g_n_schemes >= 15 ? 0 : -1;
 }
@@ -1058,6 +1083,349 @@ static void test_requantize_qnz(void** state) {
   unlink(out);
 }
 
+/* ---- packed layouts (w8a8-dynamic, w4a8) ---------------------------------------------------- */
+
+static int packed_index(const char* scheme) { return strcmp(scheme, k_packed[0]) ? 1 : 0; }
+
+/* Checks one packed file: shapes, layout map, stored bytes == pack(quant(w)), statistics. */
+static void check_packed_file(const char* path, const char* scheme, const qn_source* src) {
+  const qn_qtype t = (qn_qtype)qn_qtype_from_name(scheme);
+  const qn_layout l = qn_qtype_packed_layout(t);
+  assert_int_not_equal(l, QN_LAYOUT_ROWS);
+  qn_source* q = NULL;
+  if (qn_source_open(path, NULL, &q) != QN_OK) fail_msg("%s: %s", path, qn_last_error());
+  cJSON* md = cJSON_Parse(q->metadata_json);
+  assert_non_null(md);
+  cJSON* lm = meta_json(md, "quench.layout");
+  cJSON* stats = meta_json(md, "quench.stats");
+  assert_int_equal(cJSON_GetArraySize(lm), 36);
+  wspec ws[64];
+  int nw = weight_specs(&src->hp, ws);
+  for (int i = 0; i < nw; i++) {
+    const int64_t rows = ws[i].rows, cols = ws[i].cols, blocks = (rows + 15) / 16;
+    const int64_t G = (cols + 31) / 32;
+    const cJSON* le = cJSON_GetObjectItemCaseSensitive(lm, ws[i].name);
+    if (!cJSON_IsString(le) || strcmp(le->valuestring, qn_layout_name(l)))
+      fail_msg("%s: quench.layout lacks '%s' = %s", scheme, ws[i].name, qn_layout_name(l));
+    /* honest shapes */
+    const uint64_t pb = qn_packed_payload_bytes(l, rows, cols);
+    const uint64_t sb = qn_packed_scale_bytes(l, rows, cols);
+    const qn_tensor* pt = qn_source_find(q, ws[i].name);
+    assert_non_null(pt);
+    assert_int_equal(pt->dtype, QN_DTYPE_U8);
+    assert_int_equal(pt->ndim, 2);
+    assert_int_equal(pt->shape[0], blocks);
+    assert_int_equal((uint64_t)pt->shape[1] * (uint64_t)blocks, pb);
+    assert_int_equal(pt->nbytes, pb);
+    char sn[96];
+    snprintf(sn, sizeof sn, "%.80s.scales", ws[i].name);
+    const qn_tensor* st = qn_source_find(q, sn);
+    assert_non_null(st);
+    assert_int_equal(st->ndim, 2);
+    assert_int_equal(st->nbytes, sb);
+    if (l == QN_LAYOUT_I8X16) {
+      assert_int_equal(st->dtype, QN_DTYPE_F32);
+      assert_true(st->shape[0] == rows && st->shape[1] == 1);
+    } else {
+      assert_int_equal(st->dtype, QN_DTYPE_F16);
+      assert_true(st->shape[0] == blocks && st->shape[1] == 16 * G);
+    }
+    /* the bytes: pack(quant(w)), bound in place */
+    float* w = source_f32(src, &ws[i]);
+    qlocal ql;
+    quant_local(t, w, rows, cols, &ql);
+    qn_qtensor P;
+    void *pp = NULL, *ps = NULL;
+    assert_int_equal(qn_qtensor_pack(&ql.qt, &P, &pp, &ps), QN_OK);
+    qn_qtensor b;
+    if (qn_weights_bind_matrix(q, ws[i].name, rows, cols, &b) != QN_OK)
+      fail_msg("%s: %s", scheme, qn_last_error());
+    assert_int_equal(b.layout, l);
+    assert_int_equal(b.type, t);
+    assert_ptr_equal(b.data, pt->data); /* no copy, no repacking */
+    if (memcmp(b.data, pp, pb) != 0 || memcmp(b.scales, ps, sb) != 0)
+      fail_msg("%s: '%s' is not pack(quant(w))", scheme, ws[i].name);
+    /* dequantized: the canonical values; statistics: the canonical result's */
+    size_t nel = (size_t)(rows * cols);
+    float* d1 = xmalloc(sizeof(float) * nel);
+    float* d2 = xmalloc(sizeof(float) * nel);
+    assert_int_equal(qn_qtensor_dequant(&b, d1), QN_OK);
+    assert_int_equal(qn_qtensor_dequant(&ql.qt, d2), QN_OK);
+    assert_memory_equal(d1, d2, sizeof(float) * nel);
+    double err = 0;
+    for (size_t k = 0; k < nel; k++) err += ((double)w[k] - d2[k]) * ((double)w[k] - d2[k]);
+    const cJSON* se = cJSON_GetObjectItem(stats, ws[i].name);
+    assert_non_null(se);
+    double rmse = cJSON_GetNumberValue(cJSON_GetObjectItem(se, "rmse"));
+    double bpw = cJSON_GetNumberValue(cJSON_GetObjectItem(se, "bpw"));
+    assert_true(fabs(rmse - sqrt(err / (double)nel)) <= 1e-9 * rmse + 1e-15);
+    assert_true(fabs(bpw - 8.0 * (double)(pb + sb) / (double)nel) < 1e-9);
+    assert_true(bpw >=
+                qn_qtype_bpw(l == QN_LAYOUT_I8X16 ? QN_QTYPE_Q8_C : QN_QTYPE_Q4_G32, rows, cols));
+    free(d1);
+    free(d2);
+    free(pp);
+    free(ps);
+    qlocal_free(&ql);
+    free(w);
+  }
+  cJSON_Delete(lm);
+  cJSON_Delete(stats);
+  cJSON_Delete(md);
+  qn_source_free(q);
+}
+
+static void test_packed_files(void** state) {
+  (void)state;
+  char sha[65];
+  sha256_hex_file(g_bin, sha);
+  qn_source* src = NULL;
+  assert_int_equal(qn_source_open(g_bin, NULL, &src), QN_OK);
+  for (int k = 0; k < 2; k++) {
+    check_header(g_packed[k], k_packed[k], sha);
+    check_packed_file(g_packed[k], k_packed[k], src);
+  }
+  qn_source_free(src);
+}
+
+/* Token ids of a short story (for the logit comparisons). */
+static int* story_ids(int* n) {
+  qn_model_opts mo = {NULL, 1};
+  qn_model* m = NULL;
+  assert_int_equal(qn_model_open(g_bin, &mo, &m), QN_OK);
+  const char* text =
+      "Once upon a time, there was a little dog named Max. He liked to run in the "
+      "park and play with his red ball every day.";
+  int* ids = NULL;
+  assert_int_equal(qn_tokenize(m, text, strlen(text), true, &ids, n), QN_OK);
+  qn_model_free(m);
+  assert_true(*n > 20);
+  return ids;
+}
+
+/* Logits of the .bin model with every 2-D weight quantized to t in memory: packed as
+ * qn_qweight_make stores it, or (packed false) in canonical rows. */
+static float* in_memory_logits(qn_qtype t, bool packed, const int* ids, int n) {
+  qn_model_opts mo = {NULL, 2};
+  qn_model* m = NULL;
+  assert_int_equal(qn_model_open(g_bin, &mo, &m), QN_OK);
+  qn_wslot* slots = NULL;
+  int ns = 0;
+  assert_int_equal(qn_wslots_of(m, &slots, &ns), QN_OK);
+  qn_qweight* qw = calloc((size_t)ns, sizeof *qw);
+  qlocal* ql = calloc((size_t)ns, sizeof *ql);
+  assert_non_null(qw);
+  assert_non_null(ql);
+  for (int i = 0; i < ns; i++) {
+    qn_qtensor use;
+    if (packed) {
+      assert_int_equal(qn_qweight_make(&slots[i].orig, slots[i].name, t, NULL, &qw[i]), QN_OK);
+      assert_int_equal(qw[i].q.layout, qn_qtype_packed_layout(t));
+      assert_int_equal(qw[i].bytes, qn_qtype_bytes(t, qw[i].q.rows, qw[i].q.cols));
+      use = qw[i].q;
+    } else {
+      const qn_qtensor* o = &slots[i].orig;
+      float* f = xmalloc(sizeof(float) * (size_t)(o->rows * o->cols));
+      assert_int_equal(qn_qtensor_dequant(o, f), QN_OK);
+      quant_local(t, f, o->rows, o->cols, &ql[i]);
+      free(f);
+      use = ql[i].qt;
+    }
+    *slots[i].w = use;
+    if (slots[i].alias) *slots[i].alias = use;
+  }
+  qn_ctx* c = NULL;
+  assert_int_equal(qn_ctx_new(m, n, 1, &c), QN_OK);
+  int* pos = xmalloc(sizeof(int) * (size_t)n);
+  for (int i = 0; i < n; i++) pos[i] = i;
+  float* lg = xmalloc(sizeof(float) * (size_t)n * 512);
+  if (qn_ctx_forward(c, ids, pos, NULL, n, lg, true) != QN_OK) fail_msg("%s", qn_last_error());
+  free(pos);
+  qn_ctx_free(c);
+  qn_model_free(m);
+  for (int i = 0; i < ns; i++) {
+    qn_qweight_free(&qw[i]);
+    if (ql[i].payload) qlocal_free(&ql[i]);
+  }
+  free(qw);
+  free(ql);
+  free(slots);
+  return lg;
+}
+
+static void expect_same_logits(const float* got, const float* want, int n, const char* what) {
+  for (size_t k = 0; k < (size_t)n * 512; k++)
+    if (memcmp(&got[k], &want[k], sizeof(float)) != 0)
+      fail_msg("%s: logit %zu is %.9g, expected %.9g", what, k, (double)got[k], (double)want[k]);
+}
+
+static void test_packed_logits_match_in_memory(void** state) {
+  (void)state;
+  int n = 0;
+  int* ids = story_ids(&n);
+  for (int k = 0; k < 2; k++) {
+    qn_qtype t = (qn_qtype)qn_qtype_from_name(k_packed[k]);
+    float* file = all_logits(g_packed[k], ids, n);
+    float* mem = in_memory_logits(t, true, ids, n);
+    expect_same_logits(file, mem, n, k_packed[k]);
+    float* rows = in_memory_logits(t, false, ids, n);
+    expect_same_logits(rows, mem, n, "canonical rows vs packed");
+    printf("  %-12s .qnz logits == in-memory quantized (packed and canonical), %d positions\n",
+           k_packed[k], n);
+    free(rows);
+    free(mem);
+    free(file);
+  }
+  free(ids);
+}
+
+/* A w8a8-dynamic file of the older canonical form (no quench.layout; payloads as rows, the
+ * bytes of int8-channel) loads, binds as QN_LAYOUT_ROWS and computes the same logits. */
+static void test_canonical_w8a8_still_loads(void** state) {
+  (void)state;
+  edit e;
+  edit_begin(&e, qnz_of("int8-channel"));
+  cJSON* q = meta_json(e.meta, "quench.quant");
+  for (cJSON* x = q->child; x; x = x->next) cJSON_SetValuestring(x, "w8a8-dynamic");
+  set_meta_json(&e, "quench.quant", q);
+  cJSON_DeleteItemFromObject(e.meta, "quench.layout"); /* as files before packing */
+  const char* p = edit_write(&e);
+  qn_source* s = NULL;
+  if (qn_source_open(p, NULL, &s) != QN_OK) fail_msg("%s", qn_last_error());
+  qn_qtensor b;
+  assert_int_equal(qn_weights_bind_matrix(s, "blk.2.ffn_down.weight", 64, 172, &b), QN_OK);
+  assert_int_equal(b.type, QN_QTYPE_W8A8_DYNAMIC);
+  assert_int_equal(b.layout, QN_LAYOUT_ROWS);
+  qn_source_free(s);
+  int n = 0;
+  int* ids = story_ids(&n);
+  float* old = all_logits(p, ids, n);
+  float* packed = all_logits(g_packed[packed_index("w8a8-dynamic")], ids, n);
+  expect_same_logits(old, packed, n, "canonical w8a8-dynamic file vs packed");
+  free(old);
+  free(packed);
+  free(ids);
+  unlink(p);
+}
+
+/* Sets the shape of tensor name in an edit to [a, b] (b < 0: one dimension [a]). */
+static void set_shape(edit* e, const char* name, double a, double b) {
+  cJSON* sh = cJSON_GetObjectItem(cJSON_GetObjectItem(e->root, name), "shape");
+  assert_non_null(sh);
+  cJSON* n = cJSON_CreateArray();
+  cJSON_AddItemToArray(n, cJSON_CreateNumber(a));
+  if (b >= 0) cJSON_AddItemToArray(n, cJSON_CreateNumber(b));
+  cJSON_ReplaceItemInObject(cJSON_GetObjectItem(e->root, name), "shape", n);
+}
+
+/* Replaces quench.layout's entry for weight (NULL value: deletes it). */
+static void set_layout(edit* e, const char* weight, const char* value) {
+  cJSON* lm = meta_json(e->meta, "quench.layout");
+  cJSON_DeleteItemFromObject(lm, weight);
+  if (value) cJSON_AddStringToObject(lm, weight, value);
+  set_meta_json(e, "quench.layout", lm);
+}
+
+static void test_packed_damage_rejected(void** state) {
+  (void)state;
+  const char* w4 = g_packed[packed_index("w4a8")];
+  const char* w8 = g_packed[packed_index("w8a8-dynamic")];
+  edit e;
+  const char* p;
+
+  /* truncations of a packed file */
+  size_t size = 0;
+  char* f = qt_read_file(w4, &size);
+  assert_non_null(f);
+  char path[300];
+  snprintf(path, sizeof path, "%s/ptrunc.qnz", g_dir);
+  FILE* o = fopen(path, "wb");
+  assert_non_null(o);
+  assert_int_equal(fwrite(f, 1, size, o), size);
+  fclose(o);
+  free(f);
+  assert_int_equal(open_and_use(path), QN_OK);
+  for (size_t k = size - 1; k > size / 2; k -= 4093) {
+    assert_int_equal(truncate(path, (off_t)k), 0);
+    expect_rejected(path, "ptrunc.qnz", "truncated packed file");
+  }
+  unlink(path);
+
+  /* a packed payload reshaped (same bytes): [4 blocks, 512] -> [8, 256] */
+  edit_begin(&e, w4);
+  set_shape(&e, "blk.0.attn_q.weight", 8, 256);
+  p = edit_write(&e);
+  expect_rejected(p, "blk.0.attn_q.weight", "reshaped packed payload");
+  unlink(p);
+
+  /* a packed payload one block short; the bytes it lost declared as another tensor */
+  edit_begin(&e, w4);
+  cJSON* t = cJSON_GetObjectItem(e.root, "blk.3.ffn_gate.weight");
+  cJSON* of = cJSON_GetObjectItem(t, "data_offsets");
+  double b0 = cJSON_GetArrayItem(of, 0)->valuedouble, b1 = cJSON_GetArrayItem(of, 1)->valuedouble;
+  assert_true(b1 - b0 == 11 * 512); /* 172 rows: 11 blocks of 2 groups x 256 bytes */
+  set_shape(&e, "blk.3.ffn_gate.weight", 10, 512);
+  cJSON_SetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(t, "data_offsets"), 1), b1 - 512);
+  cJSON* tail = cJSON_CreateObject();
+  cJSON_AddStringToObject(tail, "dtype", "U8");
+  cJSON* tsh = cJSON_AddArrayToObject(tail, "shape");
+  cJSON_AddItemToArray(tsh, cJSON_CreateNumber(512));
+  cJSON* tof = cJSON_AddArrayToObject(tail, "data_offsets");
+  cJSON_AddItemToArray(tof, cJSON_CreateNumber(b1 - 512));
+  cJSON_AddItemToArray(tof, cJSON_CreateNumber(b1));
+  cJSON_AddItemToObject(e.root, "extra.tail", tail);
+  p = edit_write(&e);
+  expect_rejected(p, "blk.3.ffn_gate.weight", "packed payload one block short");
+  unlink(p);
+
+  /* packed scales transposed, of the wrong dtype, or flattened */
+  edit_begin(&e, w4);
+  set_shape(&e, "blk.2.ffn_up.weight.scales", 32, 11);
+  p = edit_write(&e);
+  expect_rejected(p, "blk.2.ffn_up.weight.scales", "transposed packed scales");
+  unlink(p);
+  edit_begin(&e, w4);
+  cJSON_SetValuestring(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(e.root, "blk.1.attn_v.weight.scales"), "dtype"),
+      "BF16");
+  p = edit_write(&e);
+  expect_rejected(p, "blk.1.attn_v.weight.scales", "bf16 packed scales");
+  unlink(p);
+  edit_begin(&e, w8);
+  set_shape(&e, "blk.4.attn_k.weight.scales", 32, -1);
+  p = edit_write(&e);
+  expect_rejected(p, "blk.4.attn_k.weight.scales", "1-D packed scales");
+  unlink(p);
+
+  /* quench.layout: an entry missing (the payload is then read as rows: wrong shape) */
+  edit_begin(&e, w4);
+  set_layout(&e, "blk.1.ffn_down.weight", NULL);
+  p = edit_write(&e);
+  expect_rejected(p, "blk.1.ffn_down.weight", "layout entry missing");
+  unlink(p);
+  /* ... another scheme's layout, an unknown one, one for a tensor that is not quantized */
+  edit_begin(&e, w4);
+  set_layout(&e, "token_embd.weight", "i8x16");
+  p = edit_write(&e);
+  expect_rejected(p, "token_embd.weight", "i8x16 for w4a8");
+  unlink(p);
+  edit_begin(&e, w8);
+  set_layout(&e, "blk.0.ffn_up.weight", "i4x32");
+  p = edit_write(&e);
+  expect_rejected(p, "blk.0.ffn_up.weight", "unknown layout");
+  unlink(p);
+  edit_begin(&e, w8);
+  set_layout(&e, "blk.0.attn_norm.weight", "i8x16");
+  p = edit_write(&e);
+  expect_rejected(p, "blk.0.attn_norm.weight", "layout of a vector");
+  unlink(p);
+  edit_begin(&e, w8);
+  cJSON_ReplaceItemInObject(e.meta, "quench.layout", cJSON_CreateString("[not json"));
+  p = edit_write(&e);
+  expect_rejected(p, "quench.layout", "quench.layout not JSON");
+  unlink(p);
+}
+
 int main(void) {
   g_bin = qt_shared("models/stories260K/stories260K.bin");
   if (!g_bin) qt_skip("stories260K is absent");
@@ -1073,6 +1441,10 @@ int main(void) {
       cmocka_unit_test(test_unknown_scheme_creates_nothing),
       cmocka_unit_test(test_cancel_leaves_nothing),
       cmocka_unit_test(test_requantize_qnz),
+      cmocka_unit_test(test_packed_files),
+      cmocka_unit_test(test_packed_logits_match_in_memory),
+      cmocka_unit_test(test_canonical_w8a8_still_loads),
+      cmocka_unit_test(test_packed_damage_rejected),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

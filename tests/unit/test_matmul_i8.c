@@ -1,14 +1,19 @@
 /* test_matmul_i8.c: the integer reference kernel of the int8-activation schemes (w8a8-static,
  * w8a8-dynamic, w4a8) against the formula of docs/QUANTIZATION.md, restated naively here:
  *  - bit-exact (memcmp of the float outputs) on odd sizes: rows and cols in {1, 7, 31, 33,
- *    172, 4097}, 1, 3 and 9 tokens, through qn_matmul (the dispatcher, so 9 tokens also prove
- *    the float BLAS path is never taken) with exactly qn_matmul_scratch_floats of scratch;
+ *    172, 4097}, 1, 2, 3, 9 and 17 tokens, for the weights in their canonical rows and in
+ *    their packed layout (quant/pack_i8.h), through qn_matmul_i8_ref with exactly
+ *    qn_matmul_i8_scratch_floats of scratch (placed at an odd float offset: the kernel aligns
+ *    its activations itself) and through qn_matmul (the dispatcher, so 9 and 17 tokens also
+ *    prove the float BLAS path is never taken);
+ *  - qn_matmul_i8_ref_acts over one shared qn_i8_act gives the same bytes for both layouts;
  *  - the same bytes with 1 or 3 threads;
  *  - int32 exactness at the extremes: all codes +-127 (or -8 for int4) over 4097 columns;
  *  - static scale: codes by hand (ties to even, saturation at +-127 beyond 127 * s);
  *  - zero weights and zero tokens give exactly 0;
  *  - random data stays close to the f32 product (relative Frobenius error bounds);
- *  - the scheme table rows (names, storage like int8-channel / int4-g32, act kinds). */
+ *  - the scheme table rows (names, codes like int8-channel / int4-g32, packed storage sizes,
+ *    act kinds). */
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
@@ -18,8 +23,11 @@
 
 #include "testutil.h"
 #include "core/half.h"
+#include "kernels/i8_act.h"
 #include "kernels/kernels.h"
+#include "quant/pack_i8.h"
 #include "quant/qtype.h"
+#include "quant/quantize_matrix.h"
 
 static const qn_qtype k_schemes[3] = {QN_QTYPE_W8A8_STATIC, QN_QTYPE_W8A8_DYNAMIC, QN_QTYPE_W4A8};
 
@@ -43,11 +51,14 @@ static void* xmalloc(size_t n) {
   return p;
 }
 
-/* A quantized matrix and the buffers behind it. */
+/* A quantized matrix and the buffers behind it, in both layouts. */
 typedef struct qmat {
-  qn_qtensor W;
-  uint8_t* payload;
-  uint8_t* scales;
+  qn_qtensor W;     /* canonical rows */
+  uint8_t* payload; /* canonical payload */
+  uint8_t* scales;  /* canonical scales */
+  qn_qtensor P;     /* the same matrix packed (qn_qtensor_pack) */
+  void* ppayload;   /* packed payload */
+  void* pscales;    /* packed scales */
 } qmat;
 
 /* Quantizes w (rows x cols) to scheme t row by row through the traits. */
@@ -63,12 +74,17 @@ static qmat make_qmat(qn_qtype t, const float* w, int64_t rows, int64_t cols, fl
     tr->quantize_row(w + r * cols, cols, NULL, m.payload + r * rb, m.scales + sb * (size_t)(r * ng),
                      NULL);
   m.W = (qn_qtensor){t, rows, cols, m.payload, m.scales, NULL, act_scale, QN_LAYOUT_ROWS};
+  assert_int_equal(qn_qtensor_pack(&m.W, &m.P, &m.ppayload, &m.pscales), QN_OK);
+  assert_int_equal(m.P.layout, qn_qtype_packed_layout(t));
+  assert_true(m.P.act_scale == act_scale);
   return m;
 }
 
 static void free_qmat(qmat* m) {
   free(m->payload);
   free(m->scales);
+  free(m->ppayload);
+  free(m->pscales);
 }
 
 /* ---- the formula, restated ---------------------------------------------------------------- */
@@ -164,6 +180,18 @@ static float* run_matmul(qn_pool* pool, const qn_qtensor* W, const float* X, int
   return Y;
 }
 
+/* Y through the integer reference itself, its scratch exactly qn_matmul_i8_scratch_floats
+ * floats starting one float past a 64-byte boundary (so the kernel must align it). */
+static float* run_ref(qn_pool* pool, const qn_qtensor* W, const float* X, int n) {
+  size_t sf = qn_matmul_i8_scratch_floats(W, n, qn_pool_size(pool));
+  float* buf = aligned_alloc(64, (sizeof(float) * (sf + 1) + 63) / 64 * 64);
+  assert_non_null(buf);
+  float* Y = xmalloc(sizeof(float) * (size_t)n * (size_t)W->rows);
+  qn_matmul_i8_ref(pool, W, X, n, Y, buf + 1);
+  free(buf);
+  return Y;
+}
+
 static void expect_same(const qn_qtensor* W, const float* got, const float* want, int n) {
   size_t cnt = (size_t)n * (size_t)W->rows;
   if (memcmp(got, want, cnt * sizeof(float)) == 0) return;
@@ -180,6 +208,8 @@ static void test_table(void** s) {
   const char* names[3] = {"w8a8-static", "w8a8-dynamic", "w4a8"};
   const qn_act_kind acts[3] = {QN_ACT_I8_STATIC, QN_ACT_I8_DYNAMIC, QN_ACT_I8_DYNAMIC};
   const qn_qtype like[3] = {QN_QTYPE_Q8_C, QN_QTYPE_Q8_C, QN_QTYPE_Q4_G32};
+  float wf[5 * 172], a[172], b[172];
+  for (int i = 0; i < 5 * 172; i++) wf[i] = (float)(0.1 * grand());
   for (int i = 0; i < 3; i++) {
     const qn_qtype_traits* tr = qn_qtype_traits_of(k_schemes[i]);
     const qn_qtype_traits* w = qn_qtype_traits_of(like[i]);
@@ -189,8 +219,22 @@ static void test_table(void** s) {
     assert_string_equal(tr->kernels, "reference integer (int8 x int8 -> int32)");
     assert_true(tr->payload_bits == w->payload_bits && tr->group == w->group);
     assert_true(tr->scale_dtype == w->scale_dtype && !tr->asymmetric);
-    assert_true(tr->quantize_row == w->quantize_row && tr->dequant_row == w->dequant_row);
-    assert_true(qn_qtype_bpw(k_schemes[i], 5, 172) == qn_qtype_bpw(like[i], 5, 172));
+    assert_true(tr->quantize_row == w->quantize_row);
+    /* the same codes: canonical rows dequantize as the weight-only twin, packed ones too */
+    qmat m = make_qmat(k_schemes[i], wf, 5, 172, 0.1f);
+    qn_qtensor twin = m.W;
+    twin.type = like[i];
+    for (int r = 0; r < 5; r++) {
+      w->dequant_row(&twin, r, a);
+      tr->dequant_row(&m.W, r, b);
+      assert_memory_equal(a, b, sizeof a);
+      tr->dequant_row(&m.P, r, b);
+      assert_memory_equal(a, b, sizeof a);
+    }
+    free_qmat(&m);
+    /* stored packed: the twin's size on whole 16-row blocks, padding counted otherwise */
+    assert_true(qn_qtype_bpw(k_schemes[i], 64, 256) == qn_qtype_bpw(like[i], 64, 256));
+    assert_true(qn_qtype_bpw(k_schemes[i], 5, 172) > qn_qtype_bpw(like[i], 5, 172));
     assert_true(strlen(tr->accuracy) > 0 && strlen(tr->summary) > 0);
   }
   for (int t = 0; t < QN_QTYPE_W8A8_STATIC; t++)
@@ -200,7 +244,7 @@ static void test_table(void** s) {
 static void test_odd_sizes_bit_exact(void** s) {
   (void)s;
   const int64_t sizes[] = {1, 7, 31, 33, 172, 4097};
-  const int ns[] = {1, 3, 9};
+  const int ns[] = {1, 2, 3, 9, 17};
   qn_pool* pool = NULL;
   assert_int_equal(qn_pool_new(3, &pool), QN_OK);
   for (size_t ri = 0; ri < 6; ri++) {
@@ -208,22 +252,29 @@ static void test_odd_sizes_bit_exact(void** s) {
       int64_t rows = sizes[ri], cols = sizes[ci];
       float* w = xmalloc(sizeof(float) * (size_t)(rows * cols));
       for (int64_t i = 0; i < rows * cols; i++) w[i] = (float)(0.05 * grand());
-      float* X = xmalloc(sizeof(float) * 9 * (size_t)cols);
-      for (int64_t i = 0; i < 9 * cols; i++) /* a few outliers, as real activations have */
+      float* X = xmalloc(sizeof(float) * 17 * (size_t)cols);
+      for (int64_t i = 0; i < 17 * cols; i++) /* a few outliers, as real activations have */
         X[i] = (float)(grand() * (urand() < 0.01 ? 30.0 : 1.0));
       for (int k = 0; k < 3; k++) {
         qmat m = make_qmat(k_schemes[k], w, rows, cols, 0.02f);
-        for (size_t ni = 0; ni < 3; ni++) {
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
           int n = ns[ni];
           if (rows * cols > 1000000 && n != 3) continue; /* 4097 x 4097: once is enough */
+          if (rows * cols > 100000 && n == 2) continue;
           float* want = xmalloc(sizeof(float) * (size_t)(n * rows));
           naive_matmul(&m.W, X, n, want);
-          float* got = run_matmul(pool, &m.W, X, n);
-          expect_same(&m.W, got, want, n);
-          float* serial = run_matmul(NULL, &m.W, X, n);
-          expect_same(&m.W, serial, want, n);
+          const qn_qtensor* both[2] = {&m.W, &m.P};
+          for (int l = 0; l < 2; l++) {
+            float* ref = run_ref(pool, both[l], X, n);
+            expect_same(both[l], ref, want, n);
+            float* got = run_matmul(pool, both[l], X, n);
+            expect_same(both[l], got, want, n);
+            free(got);
+            free(ref);
+          }
+          float* serial = run_ref(NULL, &m.P, X, n);
+          expect_same(&m.P, serial, want, n);
           free(serial);
-          free(got);
           free(want);
         }
         free_qmat(&m);
@@ -232,6 +283,48 @@ static void test_odd_sizes_bit_exact(void** s) {
       free(w);
     }
   }
+  qn_pool_free(pool);
+}
+
+/* One qn_i8_act feeds several matrices through qn_matmul_i8_ref_acts: the same bytes as
+ * qn_matmul_i8_ref, for both layouts, with exactly qn_matmul_i8_acts_scratch_floats. */
+static void test_shared_activations(void** s) {
+  (void)s;
+  const int64_t cols = 172;
+  const int64_t rows[3] = {33, 7, 64};
+  const int n = 5;
+  qn_pool* pool = NULL;
+  assert_int_equal(qn_pool_new(2, &pool), QN_OK);
+  float* X = xmalloc(sizeof(float) * (size_t)(n * cols));
+  for (int64_t i = 0; i < n * cols; i++) X[i] = (float)grand();
+  for (int k = 1; k < 3; k++) { /* the dynamic schemes share one per-token quantization */
+    qn_i8_act a;
+    void* buf = aligned_alloc(64, (qn_i8_act_bytes(n, cols) + 63) / 64 * 64);
+    assert_non_null(buf);
+    qn_i8_act_init(&a, buf, n, cols, 0.0f);
+    qn_i8_act_quantize_ref(&a, X, 0, n);
+    for (int j = 0; j < 3; j++) {
+      float* w = xmalloc(sizeof(float) * (size_t)(rows[j] * cols));
+      for (int64_t i = 0; i < rows[j] * cols; i++) w[i] = (float)(0.05 * grand());
+      qmat m = make_qmat(k_schemes[k], w, rows[j], cols, 0.0f);
+      float* want = run_ref(NULL, &m.W, X, n);
+      const qn_qtensor* both[2] = {&m.W, &m.P};
+      for (int l = 0; l < 2; l++) {
+        size_t sf = qn_matmul_i8_acts_scratch_floats(both[l], qn_pool_size(pool));
+        float* scratch = xmalloc(sizeof(float) * sf);
+        float* Y = xmalloc(sizeof(float) * (size_t)(n * rows[j]));
+        qn_matmul_i8_ref_acts(pool, both[l], &a, Y, scratch);
+        expect_same(both[l], Y, want, n);
+        free(Y);
+        free(scratch);
+      }
+      free(want);
+      free_qmat(&m);
+      free(w);
+    }
+    free(buf);
+  }
+  free(X);
   qn_pool_free(pool);
 }
 
@@ -259,12 +352,26 @@ static void test_extreme_codes(void** s) {
       {-n127, n127, -n127 * cols, -n127},
   };
   for (int k = 0; k < 2; k++) { /* w8a8-dynamic, then static at scale 3/127 and 2/127 */
-    qn_qtensor W = {
-        k ? QN_QTYPE_W8A8_STATIC : QN_QTYPE_W8A8_DYNAMIC, rows, cols, payload, d, NULL, 0.0f, QN_LAYOUT_ROWS};
+    qn_qtensor W = {k ? QN_QTYPE_W8A8_STATIC : QN_QTYPE_W8A8_DYNAMIC,
+                    rows,
+                    cols,
+                    payload,
+                    d,
+                    NULL,
+                    0.0f,
+                    QN_LAYOUT_ROWS};
     for (int t = 0; t < 2; t++) {
       float sx = (t == 0 ? 3.0f : 2.0f) / 127.0f;
       W.act_scale = k ? sx : 0.0f;
       float* Y = run_matmul(NULL, &W, X + t * cols, 1);
+      qn_qtensor P; /* the packed twin gives the same bytes */
+      void *pp = NULL, *ps = NULL;
+      assert_int_equal(qn_qtensor_pack(&W, &P, &pp, &ps), QN_OK);
+      float* YP = run_ref(NULL, &P, X + t * cols, 1);
+      assert_memory_equal(Y, YP, sizeof(float) * (size_t)rows);
+      free(YP);
+      free(pp);
+      free(ps);
       for (int r = 0; r < rows; r++) {
         assert_true(llabs(want_acc[t][r]) <= INT32_MAX);
         float want = (float)(int32_t)want_acc[t][r] * (sx * d[r]);
@@ -294,6 +401,14 @@ static void test_extreme_codes(void** s) {
   }
   float want = sum * (3.0f / 127.0f);
   assert_memory_equal(Y, &want, 4);
+  qn_qtensor P4;
+  void *pp4 = NULL, *ps4 = NULL;
+  assert_int_equal(qn_qtensor_pack(&W4, &P4, &pp4, &ps4), QN_OK);
+  float* YP4 = run_ref(NULL, &P4, X, 1);
+  assert_memory_equal(YP4, &want, 4);
+  free(YP4);
+  free(pp4);
+  free(ps4);
   free(Y);
   free(p4);
   free(s4);
@@ -402,9 +517,13 @@ static void test_close_to_f32(void** s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_table),         cmocka_unit_test(test_odd_sizes_bit_exact),
-      cmocka_unit_test(test_extreme_codes), cmocka_unit_test(test_static_clipping),
-      cmocka_unit_test(test_zeros),         cmocka_unit_test(test_close_to_f32),
+      cmocka_unit_test(test_table),
+      cmocka_unit_test(test_odd_sizes_bit_exact),
+      cmocka_unit_test(test_shared_activations),
+      cmocka_unit_test(test_extreme_codes),
+      cmocka_unit_test(test_static_clipping),
+      cmocka_unit_test(test_zeros),
+      cmocka_unit_test(test_close_to_f32),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

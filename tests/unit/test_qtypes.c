@@ -1,7 +1,8 @@
 /* test_qtypes.c: the scheme traits table and its size arithmetic: names round-trip, every
  * scheme has its --list strings, and row bytes / scale groups / bytes / bits per weight equal
  * the values worked out by hand from the storage rules in qtype.h (scales and zeros counted,
- * ragged last groups kept, int4 rounded up to whole bytes). */
+ * ragged last groups kept, int4 rounded up to whole bytes; the packed layouts of w8a8-* /
+ * w4a8 with their padding). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -101,6 +102,12 @@ static void test_sizes_by_rule(void** s) {
       assert_int_equal(qn_qtype_n_groups((qn_qtype)t, cols), groups);
       int64_t rows = 3;
       int64_t bytes = rows * (row_bytes + groups * R->sbytes * R->arrays);
+      /* w8a8-* / w4a8 are stored in their packed kernel layouts (docs/FORMAT.md, "Packed
+         layouts"): whole blocks of 16 rows; i8x16 pads columns to 4 and keeps one f32 scale
+         per real row, i4x16 pads columns to groups of 32 and stores 16 fp16 scales a block */
+      if (t == QN_QTYPE_W8A8_STATIC || t == QN_QTYPE_W8A8_DYNAMIC)
+        bytes = 16 * ((cols + 3) / 4 * 4) + rows * 4;
+      if (t == QN_QTYPE_W4A8) bytes = 16 * groups * 16 + 16 * groups * 2;
       assert_int_equal(qn_qtype_bytes((qn_qtype)t, rows, cols), bytes);
       double bpw = 8.0 * (double)bytes / (double)(rows * cols);
       assert_true(qn_qtype_bpw((qn_qtype)t, rows, cols) == bpw);

@@ -42,3 +42,7 @@ void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, f
                 0.0f, Y + r0, rows);
   }
 }
+
+void qn_blas_set_threads(int n_threads) {
+  if (n_threads > 0) openblas_set_num_threads(n_threads);
+}
