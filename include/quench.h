@@ -479,6 +479,8 @@ typedef struct qn_bench_limits {
                            ops); 0 when the CPU lacks AVX512-VNNI */
   double fma_gflops;    /* FP32 peak: fused multiply-add register loop, GFLOPS (FMA = 2) */
   char fma_isa[8];      /* vector width of the FMA loop: "avx512", "avx2" or "none" */
+  double sync_ns;       /* thread-pool cost of one parallel call (empty work), ns: what each
+                           of the ~8 parallel calls per layer of a decode step pays */
   int n_threads;        /* threads measured */
   uint64_t membw_bytes; /* buffer size of the bandwidth test */
 } qn_bench_limits;
@@ -486,6 +488,10 @@ typedef struct qn_bench_limits {
 /* Measures read bandwidth (membw_bytes buffer, 0 = 1 GiB; best of 5 passes) and the VNNI and
  * FMA peaks (best of 3 runs of ~0.1 s). n_threads 0 = all cores. */
 qn_status qn_bench_machine(int n_threads, uint64_t membw_bytes, qn_bench_limits* out);
+
+/* Kernel level this process uses: "ref", "avx2" or "avx512" (QN_ISA=ref|avx2|avx512 forces
+ * one; the default is the best the CPU supports). */
+const char* qn_kernels_name(void);
 
 #ifdef __cplusplus
 }

@@ -159,9 +159,9 @@ static void print_limits_json(const limits* L) {
   const qn_bench_limits* l = &L->lim;
   printf(
       "{\"membw_gbps\": %.3f, \"vnni_gops\": %.1f, \"fma_gflops\": %.1f, \"fma_isa\": \"%s\", "
-      "\"threads\": %d, \"membw_bytes\": %llu",
+      "\"threads\": %d, \"membw_bytes\": %llu, \"sync_ns\": %.0f, \"isa\": \"%s\"",
       l->membw_gbps, l->vnni_gops, l->fma_gflops, l->fma_isa, l->n_threads,
-      (unsigned long long)l->membw_bytes);
+      (unsigned long long)l->membw_bytes, l->sync_ns, qn_kernels_name());
   if (l->vnni_gops == 0) printf(", \"vnni_note\": \"CPU lacks AVX512-VNNI\"");
   printf("}\n");
 }
@@ -178,6 +178,10 @@ static void print_limits_table(const limits* L) {
     printf("  int8 VNNI peak   %8.1f GOPS   (this CPU lacks AVX512-VNNI)\n", 0.0);
   printf("  FP32 FMA peak    %8.1f GFLOPS (%s FMA register loop; 1 FMA = 2 flops)\n", l->fma_gflops,
          l->fma_isa);
+  if (l->sync_ns > 0)
+    printf("  thread sync      %8.2f us     (one parallel call with no work, mean of 20000)\n",
+           l->sync_ns / 1000.0);
+  printf("  kernels          %8s        (QN_ISA=ref|avx2|avx512 to force)\n", qn_kernels_name());
 }
 
 /* ---- one model ---------------------------------------------------------------------------- */

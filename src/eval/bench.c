@@ -17,6 +17,7 @@
 
 #include "core/clock.h"
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "quant/qtype.h"
@@ -511,6 +512,7 @@ qn_status qn_bench_machine(int n_threads, uint64_t membw_bytes, qn_bench_limits*
   out->vnni_gops = qn_bench_vnni_gops(pool, 0.1);
   out->fma_gflops = qn_bench_fma_gflops(pool, 0.1, &isa);
   snprintf(out->fma_isa, sizeof out->fma_isa, "%s", isa);
+  out->sync_ns = qn_pool_sync_overhead_ns(pool, 20000);
   out->n_threads = qn_pool_size(pool);
   out->membw_bytes = membw_bytes;
   qn_pool_free(pool);

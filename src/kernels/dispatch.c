@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "quench.h"
 #include "kernels/x86/x86_kernels.h"
 
 static qn_isa g_isa = (qn_isa)-1;
@@ -44,6 +45,8 @@ qn_isa qn_isa_active(void) {
 const char* qn_isa_name(qn_isa isa) {
   return isa == QN_ISA_AVX512 ? "avx512" : isa == QN_ISA_AVX2 ? "avx2" : "ref";
 }
+
+const char* qn_kernels_name(void) { return qn_isa_name(qn_isa_active()); }
 
 static bool int8_activations(const qn_qtensor* W) {
   return qn_qtype_traits_of(W->type)->act != QN_ACT_FLOAT;
