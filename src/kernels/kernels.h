@@ -95,6 +95,7 @@ void qn_matmul_fused(qn_pool* pool, const qn_fused_op* op, const qn_qtensor* con
  * versions below). */
 void qn_rmsnorm(float* out, const float* x, const float* w, int n, float eps);
 void qn_swiglu(float* gate, const float* up, int64_t n);
+void qn_softmax(float* x, int n);
 void qn_attn_head(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
                   int head_dim, float scale, float* att, float* out);
 

@@ -30,8 +30,6 @@
 #if defined(QN_HAVE_X86_KERNELS)
 #include "kernels/x86/x86_kernels.h"
 /* Test hooks: the vectorised exp of ops_avx2.c / ops_avx512.c over an array. */
-void qn_exp_avx2(float* y, const float* x, int64_t n);
-void qn_exp_avx512(float* y, const float* x, int64_t n);
 #endif
 
 typedef void (*rmsnorm_fn)(float* out, const float* x, const float* w, int n, float eps);

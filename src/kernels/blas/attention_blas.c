@@ -13,7 +13,7 @@ void qn_attention_causal_blas(const float* q, int q_stride, const float* k, cons
   for (int t = 0; t < n; t++) {
     float* row = scratch + (size_t)t * L;
     int visible = p0 + t + 1;
-    qn_softmax_ref(row, visible);
+    qn_softmax(row, visible);
     for (int j = visible; j < L; j++) row[j] = 0.0f; /* the causal mask */
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, head_dim, L, 1.0f, scratch, L, v,

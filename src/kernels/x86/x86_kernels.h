@@ -41,6 +41,10 @@ void qn_rmsnorm_avx2(float* out, const float* x, const float* w, int n, float ep
 void qn_rmsnorm_avx512(float* out, const float* x, const float* w, int n, float eps);
 void qn_swiglu_avx2(float* gate, const float* up, int64_t n);
 void qn_swiglu_avx512(float* gate, const float* up, int64_t n);
+/* y[i] = e^x[i] (y may be x): within 1 ulp of expf where the result is normal, same
+ * overflow/underflow thresholds (ops_avx*.c). */
+void qn_exp_avx2(float* y, const float* x, int64_t n);
+void qn_exp_avx512(float* y, const float* x, int64_t n);
 /* One query head over n_pos cached positions (qn_attn_head_ref's contract). */
 void qn_attn_head_avx2(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
                        int head_dim, float scale, float* att, float* out);

@@ -64,7 +64,6 @@ static inline __m256i tail_mask(int64_t rem) {
 }
 
 /* Test hook (declared in tests/unit/test_kernels_ops.c): y[i] = exp8(x[i]). */
-void qn_exp_avx2(float* y, const float* x, int64_t n);
 void qn_exp_avx2(float* y, const float* x, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));

@@ -51,7 +51,6 @@ static inline __mmask16 tail_mask16(int64_t rem) {
 }
 
 /* Test hook (declared in tests/unit/test_kernels_ops.c): y[i] = exp16(x[i]). */
-void qn_exp_avx512(float* y, const float* x, int64_t n);
 void qn_exp_avx512(float* y, const float* x, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
