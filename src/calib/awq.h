@@ -122,6 +122,8 @@ typedef struct qn_awq_result {
   qn_smooth* sm;     /* the scales, in SmoothQuant's slot layout (fold with qn_smooth_apply);
                         sm->alpha: alpha chosen per site (-1: none); err_before / err_after:
                         relative output error of the site at alpha 0 and as chosen */
+  double* err_final; /* [sm->n_slots] relative output error of the site's stored weights
+                        (after clipping or GPTQ) */
   int8_t* family;    /* [sm->n_slots] scales chosen: 0 mean |x|, 1 duo, -1 none (s = 1) */
   qn_awq_clip* clip; /* [n_clip] clip steps per weight */
   int n_clip;
@@ -156,9 +158,9 @@ qn_status qn_awq_model_run(struct qn_model* m, const char* calib_path, const qn_
 void qn_awq_result_free(qn_awq_result* r);
 
 /* The run as a new JSON object (NULL when out of memory): tokens, seconds, gptq (bool), and
- * sites [{layer (-1: head), site, alpha, family ("mean" | "duo"), err_rtn, err_awq}] with
- * the relative output errors of the site's layers at alpha 0 and as chosen (before
- * clipping). */
+ * sites [{layer (-1: head), site, alpha, family ("mean" | "duo" | "none"), err_rtn, err_awq,
+ * err_final}] with the relative output errors of the site's layers at alpha 0 (RTN), at the
+ * chosen scales (before clipping) and as stored (after clipping or GPTQ). */
 cJSON* qn_awq_summary_json(const qn_awq_result* r);
 
 /* Quantizes the weight `name` (w: its f32 values after the folds of r->sm, rows x cols) as

@@ -113,6 +113,7 @@ void qn_awq_result_free(qn_awq_result* r) {
   if (!r) return;
   qn_smooth_free(r->sm);
   free(r->family);
+  free(r->err_final);
   for (int i = 0; i < r->n_clip; i++) free(r->clip[i].step);
   free(r->clip);
   qn_gptq_result_free(&r->gptq);
@@ -134,10 +135,11 @@ static qn_status result_new(const qn_model* m, int cap, qn_awq_result* r) {
   sm->err_before = calloc((size_t)sm->n_slots, sizeof *sm->err_before);
   sm->err_after = calloc((size_t)sm->n_slots, sizeof *sm->err_after);
   r->family = malloc((size_t)sm->n_slots);
+  r->err_final = calloc((size_t)sm->n_slots, sizeof *r->err_final);
   r->clip = calloc((size_t)cap, sizeof *r->clip);
   r->gptq.w = calloc((size_t)cap, sizeof *r->gptq.w);
-  if (!sm->s || !sm->alpha || !sm->err_before || !sm->err_after || !r->family || !r->clip ||
-      !r->gptq.w)
+  if (!sm->s || !sm->alpha || !sm->err_before || !sm->err_after || !r->family || !r->err_final ||
+      !r->clip || !r->gptq.w)
     return qn_error(QN_ENOMEM, "out of memory");
   for (int i = 0; i < sm->n_slots; i++) sm->alpha[i] = -1, r->family[i] = -1;
   sm->div.n_slots = sm->n_slots;
@@ -277,6 +279,25 @@ static qn_status search_alpha(run* R, const site_set* ss, int slot, const float*
   return QN_OK;
 }
 
+/* A site whose scales stay 1 (a tied head): records alpha 0 and the RTN error. */
+static qn_status no_scales(run* R, const site_set* ss, int slot, const float* g, int width,
+                           float* s) {
+  for (int j = 0; j < width; j++) s[j] = 1.0f;
+  double err = 0, energy = 0;
+  for (int k = 0; k < ss->n; k++) {
+    if (!ss->awq[k]) continue;
+    double e = 0;
+    QN_TRY(
+        qn_awq_layer_error(ss->scheme[k], ss->w[k], ss->at[k]->rows, width, s, NULL, g, &R->b, &e));
+    err += e;
+    energy += output_energy(ss->w[k], ss->at[k]->rows, width, g, &R->b);
+  }
+  qn_smooth* sm = R->res->sm;
+  sm->alpha[slot] = 0;
+  sm->err_before[slot] = sm->err_after[slot] = energy > 0 ? err / energy : err;
+  return QN_OK;
+}
+
 /* GPTQ of w diag(s) with the Hessian of the scaled input, D^-1 G D^-1; eff gets the effective
  * weights, the arrays go to the result. */
 static qn_status gptq_weight(run* R, const site_set* ss, int k, const float* g, const float* s,
@@ -402,9 +423,10 @@ static qn_status quantize_site(run* R, int l, qn_act_site site, swapped* sw) {
   }
   int pool = site == QN_SITE_ATTN_OUT ? hp->n_heads / hp->n_kv_heads : 1;
   if (st == QN_OK && site == QN_SITE_OUTPUT_IN && hp->tied_embeddings)
-    for (int j = 0; j < width; j++) s[j] = 1.0f; /* the embedding's columns cannot be scaled */
+    st = no_scales(R, &ss, slot, g, width, s); /* the embedding's columns cannot be scaled */
   else if (st == QN_OK)
     st = search_alpha(R, &ss, slot, g, mabs, width, pool, s);
+  double e_fin = 0, energy = 0;
   for (int k = 0; k < ss.n && st == QN_OK; k++) {
     if (!ss.awq[k]) continue;
     float* eff = malloc(sizeof(float) * (size_t)(at[k]->rows * width));
@@ -416,6 +438,12 @@ static qn_status quantize_site(run* R, int l, qn_act_site site, swapped* sw) {
       st = gptq_weight(R, &ss, k, g, s, eff);
     else
       st = clip_weight(R, &ss, k, g, s, eff);
+    if (st == QN_OK) { /* the output error of the effective weights, relative */
+      const int64_t nn = at[k]->rows * width;
+      for (int64_t i = 0; i < nn; i++) R->b.err[i] = eff[i] - ss.w[k][i];
+      e_fin += output_energy(R->b.err, at[k]->rows, width, g, &R->b);
+      energy += output_energy(ss.w[k], at[k]->rows, width, g, &R->b);
+    }
     if (st != QN_OK || !sw) {
       free(eff);
       continue;
@@ -425,6 +453,7 @@ static qn_status quantize_site(run* R, int l, qn_act_site site, swapped* sw) {
     sw->f32[sw->n++] = eff;
     *at[k] = (qn_qtensor){QN_QTYPE_F32, at[k]->rows, width, eff, NULL, NULL, 0, QN_LAYOUT_ROWS};
   }
+  R->res->err_final[slot] = energy > 0 ? e_fin / energy : e_fin;
   /* row folds into weights GPTQ already stored */
   const float* sf = R->res->sm->s[slot];
   if (st == QN_OK && sf && o->gptq && site == QN_SITE_ATTN_OUT) {
@@ -574,9 +603,13 @@ cJSON* qn_awq_summary_json(const qn_awq_result* r) {
     cJSON_AddNumberToObject(e, "layer", row == sm->n_layers ? -1 : row);
     cJSON_AddStringToObject(e, "site", qn_act_site_name((qn_act_site)(i % QN_SITE_COUNT)));
     cJSON_AddNumberToObject(e, "alpha", round(sm->alpha[i] * 100.0) / 100.0);
-    cJSON_AddStringToObject(e, "family", r->family[i] == 1 ? "duo" : "mean");
+    cJSON_AddStringToObject(e, "family",
+                            r->family[i] == 1   ? "duo"
+                            : r->family[i] == 0 ? "mean"
+                                                : "none");
     cJSON_AddNumberToObject(e, "err_rtn", sm->err_before[i]);
     cJSON_AddNumberToObject(e, "err_awq", sm->err_after[i]);
+    cJSON_AddNumberToObject(e, "err_final", r->err_final[i]);
     cJSON_AddItemToArray(sites, e);
   }
   return j;

@@ -95,18 +95,50 @@ static bool block_attention_ok(const qn_ctx* c, const int* pos, const int* seq, 
   return (size_t)n * (size_t)(pos[0] + n) <= c->att_blk_floats;
 }
 
-static void attention_block(qn_ctx* c, int layer, const int* pos, const int* seq, int n) {
+/* Queries per sgemm pair in block attention. */
+#define ATTN_QUERY_CHUNK 128
+
+typedef struct attn_block_job {
+  qn_ctx* c;
+  int layer;
+  int seq; /* the sequence of the block */
+  int p0;  /* position of the first query */
+  int n;   /* queries */
+} attn_block_job;
+
+/* Heads h0..h1-1 of a block of consecutive queries, each as two sgemm calls on this
+ * worker's slice of att_blk. */
+static void attn_block_heads(void* arg, int64_t h0, int64_t h1, int tid) {
+  const attn_block_job* j = arg;
+  qn_ctx* c = j->c;
   const qn_hparams* hp = &c->m->src->hp;
   const int hd = hp->head_dim, qd = hp->n_heads * hd, kvd = hp->n_kv_heads * hd;
-  const int group = hp->n_heads / hp->n_kv_heads, s = seq ? seq[0] : 0;
-  const float* k0 = qn_kvcache_k(&c->kv, layer, s, 0);
-  const float* v0 = qn_kvcache_v(&c->kv, layer, s, 0);
-  for (int h = 0; h < hp->n_heads; h++) {
-    int kvh = h / group;
-    qn_attention_causal_blas(c->q + (size_t)h * hd, qd, k0 + (size_t)kvh * hd,
-                             v0 + (size_t)kvh * hd, kvd, n, pos[0], hd, 1.0f / sqrtf((float)hd),
-                             c->xb + (size_t)h * hd, qd, c->att_blk);
+  const int group = hp->n_heads / hp->n_kv_heads;
+  const float* k0 = qn_kvcache_k(&c->kv, j->layer, j->seq, 0);
+  const float* v0 = qn_kvcache_v(&c->kv, j->layer, j->seq, 0);
+  float* scores = c->att_blk + (size_t)tid * c->att_blk_floats;
+  for (int64_t h = h0; h < h1; h++) {
+    int kvh = (int)h / group;
+    /* chunks of queries see keys only up to their own end, so little of the score block
+     * is computed just to be masked */
+    for (int t0 = 0; t0 < j->n; t0 += ATTN_QUERY_CHUNK) {
+      int nt = j->n - t0 < ATTN_QUERY_CHUNK ? j->n - t0 : ATTN_QUERY_CHUNK;
+      qn_attention_causal_blas(c->q + (size_t)t0 * qd + (size_t)h * hd, qd, k0 + (size_t)kvh * hd,
+                               v0 + (size_t)kvh * hd, kvd, nt, j->p0 + t0, hd,
+                               1.0f / sqrtf((float)hd), c->xb + (size_t)t0 * qd + (size_t)h * hd,
+                               qd, scores);
+    }
   }
+}
+
+/* Heads run in parallel on the pool, each sgemm single-threaded (OpenBLAS's own threads
+ * would wake and yield for every small product); the thread count is restored after. */
+static void attention_block(qn_ctx* c, int layer, const int* pos, const int* seq, int n) {
+  const qn_hparams* hp = &c->m->src->hp;
+  attn_block_job j = {c, layer, seq ? seq[0] : 0, pos[0], n};
+  qn_blas_set_threads(1);
+  qn_pool_for(c->m->pool, hp->n_heads, 1, attn_block_heads, &j);
+  qn_blas_set_threads(qn_pool_size(c->m->pool));
 }
 
 static void observe(qn_ctx* c, int layer, qn_act_site site, const float* x, int n, int width) {

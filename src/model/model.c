@@ -139,7 +139,7 @@ qn_status qn_ctx_new(qn_model* m, int n_ctx, int n_seq, qn_ctx** out) {
     c->att = malloc(sizeof(float) * (size_t)threads * (size_t)n_ctx);
     c->att_blk_floats = B * (size_t)n_ctx;
     if (c->att_blk_floats > ((size_t)1 << 24)) c->att_blk_floats = (size_t)1 << 24;
-    c->att_blk = malloc(sizeof(float) * c->att_blk_floats);
+    c->att_blk = malloc(sizeof(float) * c->att_blk_floats * (size_t)threads);
     c->scratch_floats = max_scratch(m, (int)B, threads);
     c->scratch = malloc(sizeof(float) * c->scratch_floats);
     if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->hb || !c->hb2 || !c->rope_cs || !c->att ||

@@ -50,8 +50,9 @@ struct qn_ctx {
   float* hb2;            /* (batch, hidden) up */
   float* rope_cs;        /* (batch, head_dim/2, 2) cos, sin per token and pair */
   float* att;            /* (n_threads, n_ctx) attention scores per worker */
-  float* att_blk;        /* (att_blk_floats) scores of a block of queries (batched path) */
-  size_t att_blk_floats; /* floats in att_blk */
+  float* att_blk;        /* (threads, att_blk_floats) scores of a block of queries, one
+                            slice per worker (batched path) */
+  size_t att_blk_floats; /* floats in one worker's slice of att_blk */
   float* scratch;        /* kernel scratch, scratch_floats */
   size_t scratch_floats;
 };
