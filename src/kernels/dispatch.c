@@ -99,20 +99,12 @@ void qn_rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
 void qn_softmax(float* x, int n) {
 #ifdef QN_HAVE_X86_KERNELS
   qn_isa isa = qn_isa_active();
-  if (isa != QN_ISA_REF && n > 0) {
-    /* the reference's steps with the vector exp: max, e^(x - max), sum in double, scale */
-    float mx = x[0];
-    for (int i = 1; i < n; i++)
-      if (x[i] > mx) mx = x[i];
-    for (int i = 0; i < n; i++) x[i] -= mx;
-    if (isa == QN_ISA_AVX512)
-      qn_exp_avx512(x, x, n);
-    else
-      qn_exp_avx2(x, x, n);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += x[i];
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) x[i] *= inv;
+  if (isa == QN_ISA_AVX512) {
+    qn_softmax_avx512(x, n);
+    return;
+  }
+  if (isa == QN_ISA_AVX2) {
+    qn_softmax_avx2(x, n);
     return;
   }
 #endif

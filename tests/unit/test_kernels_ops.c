@@ -37,6 +37,7 @@ typedef void (*swiglu_fn)(float* gate, const float* up, int64_t n);
 typedef void (*attn_fn)(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
                         int head_dim, float scale, float* att, float* out);
 typedef void (*exp_fn)(float* y, const float* x, int64_t n);
+typedef void (*softmax_fn)(float* x, int n);
 
 /* The kernels of one ISA level. */
 typedef struct isa_ops {
@@ -45,12 +46,14 @@ typedef struct isa_ops {
   swiglu_fn swiglu;   /* qn_swiglu_<isa> */
   attn_fn attn;       /* qn_attn_head_<isa> */
   exp_fn exp;         /* qn_exp_<isa> (test hook) */
+  softmax_fn softmax; /* qn_softmax_<isa> */
 } isa_ops;
 
 #if defined(QN_HAVE_X86_KERNELS)
 static const isa_ops k_levels[] = {
-    {QN_ISA_AVX2, qn_rmsnorm_avx2, qn_swiglu_avx2, qn_attn_head_avx2, qn_exp_avx2},
-    {QN_ISA_AVX512, qn_rmsnorm_avx512, qn_swiglu_avx512, qn_attn_head_avx512, qn_exp_avx512},
+    {QN_ISA_AVX2, qn_rmsnorm_avx2, qn_swiglu_avx2, qn_attn_head_avx2, qn_exp_avx2, qn_softmax_avx2},
+    {QN_ISA_AVX512, qn_rmsnorm_avx512, qn_swiglu_avx512, qn_attn_head_avx512, qn_exp_avx512,
+     qn_softmax_avx512},
 };
 #define N_LEVELS (int)(sizeof k_levels / sizeof k_levels[0])
 #else
@@ -460,6 +463,44 @@ static void ref_attn(const float* q, const float* k, const float* v, size_t kv_s
 static const int k_head_dims[] = {2, 6, 34, 64, 128};
 static const int k_positions[] = {1, 7, 33, 172, 4097};
 
+/* Softmax: every probability within 4 ulp-scale relative error of the reference's (both
+ * take e^(x - max) within 1 ulp and sum in double), nothing written past n, and a row with
+ * one dominant entry gives exactly 1 there. */
+static void test_softmax(void** state) {
+  (void)state;
+  for (int l = 0; l < N_LEVELS; l++) {
+    if (!qn_isa_supported(k_levels[l].isa)) continue;
+    double worst = 0;
+    for (int s = 0; s < N_SIZES; s++) {
+      int n = k_sizes[s];
+      float* x = xmalloc(sizeof(float) * (size_t)(n + N_GUARD));
+      float* r = xmalloc(sizeof(float) * (size_t)n);
+      g_rng = 0xabcdefull + (uint64_t)n;
+      fill_normal(x, n, 12.0);
+      for (int i = 0; i < N_GUARD; i++) x[n + i] = SENTINEL;
+      memcpy(r, x, sizeof(float) * (size_t)n);
+      qn_softmax_ref(r, n);
+      k_levels[l].softmax(x, n);
+      double sum = 0;
+      for (int i = 0; i < n; i++) {
+        double err = fabs((double)x[i] - r[i]);
+        assert_true(err <= 5e-7 * fabs(r[i]) + 1e-44);
+        if (r[i] > 0 && err / r[i] > worst) worst = err / r[i];
+        sum += x[i];
+      }
+      assert_true(fabs(sum - 1.0) <= 1e-5);
+      for (int i = 0; i < N_GUARD; i++) assert_true(x[n + i] == SENTINEL);
+      for (int i = 0; i < n; i++) x[i] = (i == n / 2) ? 200.0f : -200.0f;
+      k_levels[l].softmax(x, n);
+      assert_true(x[n / 2] == 1.0f);
+      free(x);
+      free(r);
+    }
+    printf("softmax %s: worst relative difference from the reference %.2e\n",
+           qn_isa_name(k_levels[l].isa), worst);
+  }
+}
+
 static void test_attention_bound(void** state) {
   (void)state;
   double worst[N_LEVELS > 0 ? N_LEVELS : 1] = {0}, worst_ref = 0;
@@ -536,6 +577,7 @@ int main(void) {
       cmocka_unit_test(test_exp),
       cmocka_unit_test(test_rmsnorm),
       cmocka_unit_test(test_swiglu),
+      cmocka_unit_test(test_softmax),
       cmocka_unit_test(test_attention_bound),
       cmocka_unit_test(test_attention_one_hot),
   };

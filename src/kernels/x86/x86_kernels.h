@@ -45,6 +45,9 @@ void qn_swiglu_avx512(float* gate, const float* up, int64_t n);
  * overflow/underflow thresholds (ops_avx*.c). */
 void qn_exp_avx2(float* y, const float* x, int64_t n);
 void qn_exp_avx512(float* y, const float* x, int64_t n);
+/* In-place softmax (qn_softmax_ref's contract). */
+void qn_softmax_avx2(float* x, int n);
+void qn_softmax_avx512(float* x, int n);
 /* One query head over n_pos cached positions (qn_attn_head_ref's contract). */
 void qn_attn_head_avx2(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
                        int head_dim, float scale, float* att, float* out);

@@ -241,6 +241,26 @@ static double attn_exp(float* att, int n_pos, float mx) {
   return hsum4d(_mm256_add_pd(s0, s1));
 }
 
+/* In-place softmax of x[n] (qn_softmax_ref's steps: max, e^(x - max), sum in double,
+ * multiply by the rounded reciprocal): results within the vector exp's 1 ulp. */
+void qn_softmax_avx2(float* x, int n) {
+  if (n <= 0) return;
+  float mx = x[0];
+  int j = 0;
+  if (n >= 8) {
+    __m256 vm = _mm256_loadu_ps(x);
+    for (j = 8; j + 8 <= n; j += 8) vm = _mm256_max_ps(_mm256_loadu_ps(x + j), vm);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vm);
+    for (int i = 0; i < 8; i++)
+      if (lanes[i] > mx) mx = lanes[i];
+  }
+  for (; j < n; j++)
+    if (x[j] > mx) mx = x[j];
+  double sum = attn_exp(x, n, mx);
+  attn_normalize(x, n, (float)(1.0 / sum));
+}
+
 /* out[0 .. 8*nfull (+ tail lanes)) += sum_j att[j] v_j[same range] for n positions:
  * nfull whole vectors plus, if has_tail, one vector of the lanes in `tail`, all held in
  * registers across the positions. Inlined with a constant nfull (0..8). */

@@ -220,6 +220,20 @@ static double attn_exp(float* att, int n_pos, float mx) {
   return hsum8d(_mm512_add_pd(s0, s1));
 }
 
+/* In-place softmax of x[n] (qn_softmax_ref's steps: max, e^(x - max), sum in double,
+ * multiply by the rounded reciprocal): results within the vector exp's 1 ulp. */
+void qn_softmax_avx512(float* x, int n) {
+  if (n <= 0) return;
+  __m512 vm = _mm512_set1_ps(x[0]);
+  for (int j = 0; j < n; j += 16) {
+    __mmask16 m = tail_mask16(n - j);
+    vm = _mm512_mask_max_ps(vm, m, _mm512_maskz_loadu_ps(m, x + j), vm);
+  }
+  float mx = _mm512_reduce_max_ps(vm);
+  double sum = attn_exp(x, n, mx);
+  attn_normalize(x, n, (float)(1.0 / sum));
+}
+
 /* out[0 .. 16*nfull (+ tail lanes)) += sum_j att[j] v_j[same range] for n positions:
  * nfull whole vectors plus, if tail != 0, one vector of the lanes in `tail`, all held in
  * registers across the positions. Inlined with a constant nfull (0..8). */
