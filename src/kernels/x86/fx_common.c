@@ -10,44 +10,12 @@
  * with P = cols rounded up to 32 and zeros past cols, so the low nibbles of 16 payload bytes
  * (even columns) and their high nibbles (odd columns) each meet one contiguous vector of
  * activations without a shuffle. */
+#include "kernels/x86/fx_kind.h"
 #include "kernels/x86/x86_kernels.h"
 
-bool qn_fx_supports(qn_qtype t) {
-  switch (t) {
-    case QN_QTYPE_F32:
-    case QN_QTYPE_F16:
-    case QN_QTYPE_BF16:
-    case QN_QTYPE_Q8_C:
-    case QN_QTYPE_Q8_G32:
-    case QN_QTYPE_Q8_G64:
-    case QN_QTYPE_Q8_G128:
-    case QN_QTYPE_Q4_G32:
-    case QN_QTYPE_Q4_G64:
-    case QN_QTYPE_Q4_G128:
-    case QN_QTYPE_Q4A_G32:
-    case QN_QTYPE_Q4A_G64:
-    case QN_QTYPE_Q4A_G128:
-    case QN_QTYPE_F8_E4M3:
-    case QN_QTYPE_F8_E5M2:
-    case QN_QTYPE_Q3_G32:
-    case QN_QTYPE_Q3_G64:
-    case QN_QTYPE_Q3_G128: return true;
-    default: return false;
-  }
-}
+bool qn_fx_supports(qn_qtype t) { return qn_fx_kind_of(t) != FX_NONE; }
 
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n) {
-  switch (W->type) {
-    case QN_QTYPE_Q4_G32:
-    case QN_QTYPE_Q4_G64:
-    case QN_QTYPE_Q4_G128:
-    case QN_QTYPE_Q4A_G32:
-    case QN_QTYPE_Q4A_G64:
-    case QN_QTYPE_Q4A_G128: {
-      if (n <= 0 || W->cols <= 0) return 0;
-      size_t padded = ((size_t)W->cols + 31) / 32 * 32;
-      return padded * (size_t)n;
-    }
-    default: return 0;
-  }
+  if (!qn_fx_uses_prep(qn_fx_kind_of(W->type)) || n <= 0 || W->cols <= 0) return 0;
+  return ((size_t)W->cols + 31) / 32 * 32 * (size_t)n;
 }

@@ -20,6 +20,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/x86/fx_kind.h"
 #include "kernels/x86/x86_kernels.h"
 
 #define FX_INLINE static inline __attribute__((always_inline))
@@ -28,44 +29,7 @@
 #define FX_ROWS 4
 #define FX_TOKENS 2
 
-typedef enum fx_kind {
-  FX_F32 = 0,
-  FX_F16,
-  FX_BF16,
-  FX_Q8C,  /* int8-channel */
-  FX_Q8G,  /* int8-gN */
-  FX_Q4,   /* int4-gN */
-  FX_Q4A,  /* int4a-gN */
-  FX_E4M3, /* fp8-e4m3 */
-  FX_E5M2, /* fp8-e5m2 */
-  FX_Q3,   /* int3-gN */
-  FX_KINDS
-} fx_kind;
-
-static fx_kind kind_of(qn_qtype t) {
-  switch (t) {
-    case QN_QTYPE_F16: return FX_F16;
-    case QN_QTYPE_BF16: return FX_BF16;
-    case QN_QTYPE_Q8_C: return FX_Q8C;
-    case QN_QTYPE_Q8_G32:
-    case QN_QTYPE_Q8_G64:
-    case QN_QTYPE_Q8_G128: return FX_Q8G;
-    case QN_QTYPE_Q4_G32:
-    case QN_QTYPE_Q4_G64:
-    case QN_QTYPE_Q4_G128: return FX_Q4;
-    case QN_QTYPE_Q4A_G32:
-    case QN_QTYPE_Q4A_G64:
-    case QN_QTYPE_Q4A_G128: return FX_Q4A;
-    case QN_QTYPE_F8_E4M3: return FX_E4M3;
-    case QN_QTYPE_F8_E5M2: return FX_E5M2;
-    case QN_QTYPE_Q3_G32:
-    case QN_QTYPE_Q3_G64:
-    case QN_QTYPE_Q3_G128: return FX_Q3;
-    default: return FX_F32;
-  }
-}
-
-static bool uses_prep(fx_kind k) { return k == FX_Q4 || k == FX_Q4A; }
+static fx_kind kind_of(qn_qtype t) { return qn_fx_kind_of(t); }
 
 /* Payload bytes of one 32-column chunk. */
 static inline int chunk_bytes(fx_kind k) {
@@ -413,7 +377,7 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
   m->gshift = tr->group == 128 ? 2 : tr->group == 64 ? 1 : 0;
   const int r = m->rem;
   m->tail_bytes = (int)(m->row_bytes - (size_t)m->full_chunks * (size_t)chunk_bytes(kind));
-  if (uses_prep(kind)) { /* vectors: even 0..14, even 16..30, odd 1..15, odd 17..31 */
+  if (qn_fx_uses_prep(kind)) { /* vectors: even 0..14, even 16..30, odd 1..15, odd 17..31 */
     int even = (r + 1) / 2, odd = r / 2;
     m->tail_lanes[0] = first_lanes(even);
     m->tail_lanes[1] = first_lanes(even - 8);
@@ -422,13 +386,13 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
   } else {
     for (int v = 0; v < 4; v++) m->tail_lanes[v] = first_lanes(r - 8 * v);
   }
-  m->xs = uses_prep(kind) ? prep : X;
-  m->x_stride = uses_prep(kind) ? (size_t)m->n_chunks * 32 : (size_t)cols;
+  m->xs = qn_fx_uses_prep(kind) ? prep : X;
+  m->x_stride = qn_fx_uses_prep(kind) ? (size_t)m->n_chunks * 32 : (size_t)cols;
   m->Y = Y;
 }
 
 void qn_fx_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep) {
-  if (!uses_prep(kind_of(W->type)) || W->cols <= 0) return;
+  if (!qn_fx_uses_prep(kind_of(W->type)) || W->cols <= 0) return;
   const int64_t cols = W->cols, chunks = (cols + 31) / 32;
   for (int t = 0; t < n; t++) {
     const float* x = X + (size_t)t * (size_t)cols;

@@ -49,6 +49,7 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/x86/fx_kind.h"
 #include "kernels/x86/x86_kernels.h"
 
 #define FX_INLINE static inline __attribute__((always_inline))
@@ -57,43 +58,7 @@
 #define FX_ROWS 4
 #define FX_TOKENS 4
 
-/* Kernel families (a scheme and its group size map onto one of these). */
-typedef enum fx_kind {
-  FX_F32 = 0,
-  FX_F16,
-  FX_BF16,
-  FX_Q8C,  /* int8-channel */
-  FX_Q8G,  /* int8-gN */
-  FX_Q4,   /* int4-gN */
-  FX_Q4A,  /* int4a-gN */
-  FX_E4M3, /* fp8-e4m3 */
-  FX_E5M2, /* fp8-e5m2 */
-  FX_Q3,   /* int3-gN */
-  FX_KINDS
-} fx_kind;
-
-static fx_kind kind_of(qn_qtype t) {
-  switch (t) {
-    case QN_QTYPE_F16: return FX_F16;
-    case QN_QTYPE_BF16: return FX_BF16;
-    case QN_QTYPE_Q8_C: return FX_Q8C;
-    case QN_QTYPE_Q8_G32:
-    case QN_QTYPE_Q8_G64:
-    case QN_QTYPE_Q8_G128: return FX_Q8G;
-    case QN_QTYPE_Q4_G32:
-    case QN_QTYPE_Q4_G64:
-    case QN_QTYPE_Q4_G128: return FX_Q4;
-    case QN_QTYPE_Q4A_G32:
-    case QN_QTYPE_Q4A_G64:
-    case QN_QTYPE_Q4A_G128: return FX_Q4A;
-    case QN_QTYPE_F8_E4M3: return FX_E4M3;
-    case QN_QTYPE_F8_E5M2: return FX_E5M2;
-    case QN_QTYPE_Q3_G32:
-    case QN_QTYPE_Q3_G64:
-    case QN_QTYPE_Q3_G128: return FX_Q3;
-    default: return FX_F32;
-  }
-}
+static fx_kind kind_of(qn_qtype t) { return qn_fx_kind_of(t); }
 
 /* Everything a block kernel reads, resolved once per call. */
 typedef struct fx_mat {
@@ -131,8 +96,6 @@ static inline int chunk_bytes(fx_kind k) {
     default: return 32;
   }
 }
-
-static bool uses_prep(fx_kind k) { return k == FX_Q4 || k == FX_Q4A; }
 
 /* ---- per-group state ------------------------------------------------------------------ */
 
@@ -445,7 +408,7 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
   m->n_groups = qn_qtype_n_groups(W->type, cols);
   m->gshift = tr->group == 128 ? 2 : tr->group == 64 ? 1 : 0;
   int r = m->rem;
-  if (uses_prep(kind)) { /* even columns in w0/x0, odd ones in w1/x1 */
+  if (qn_fx_uses_prep(kind)) { /* even columns in w0/x0, odd ones in w1/x1 */
     m->tail_k0 = (__mmask16)low_bits((r + 1) / 2);
     m->tail_k1 = (__mmask16)low_bits(r / 2);
     m->tail_kb = low_bits((r + 1) / 2);
@@ -454,13 +417,13 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
     m->tail_k1 = (__mmask16)low_bits(r > 16 ? r - 16 : 0);
     m->tail_kb = kind == FX_Q3 ? low_bits((3 * r + 7) / 8) : low_bits(r);
   }
-  m->xs = uses_prep(kind) ? prep : X;
-  m->x_stride = uses_prep(kind) ? (size_t)m->n_chunks * 32 : (size_t)cols;
+  m->xs = qn_fx_uses_prep(kind) ? prep : X;
+  m->x_stride = qn_fx_uses_prep(kind) ? (size_t)m->n_chunks * 32 : (size_t)cols;
   m->Y = Y;
 }
 
 void qn_fx_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep) {
-  if (!uses_prep(kind_of(W->type)) || W->cols <= 0) return;
+  if (!qn_fx_uses_prep(kind_of(W->type)) || W->cols <= 0) return;
   const int64_t cols = W->cols, chunks = (cols + 31) / 32;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
