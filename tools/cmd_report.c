@@ -514,7 +514,7 @@ static bool write_svg(FILE* f, const void* doc) {
           "hollow marker: KLD = 0 (same outputs as the base model), drawn at the "
           "bottom of the log axis",
       .y_log = true,
-      .width = 720,
+      .width = by_method ? 960 : 720, /* room for the colour legend */
       .height = 480,
       .points = pts,
       .n_points = d->n_rows,

@@ -1,7 +1,8 @@
 /* awq_model.c: sequential AWQ over a whole model (see awq.h). The calibration windows'
  * residual stream at the input of the current block is held in memory (tokens x dim floats)
  * and pushed through one block at a time with qn_forward_layers; the observe hook feeds the
- * Hessian and the per-channel sum of |x| of the site being quantized. Each quantized weight is
+ * Hessian and the per-channel sum of |x| of the site being quantized (the inputs of q/k/v and
+ * of the head are RMSNorm of the stored stream, computed without a pass). Each quantized weight is
  * put into the model as the f32 matrix of its effective values Q(W diag s) diag(s)^-1, which
  * is what the folded, quantized file computes on the unscaled input (the row folds into
  * attn_v and ffn_up commute with row-wise quantization up to the rounding of the stored

@@ -415,10 +415,9 @@ static qn_status check_method(const qn_quantize_opts* o, bool* search, bool* gpt
     return qn_error(QN_EINVAL,
                     "unknown method '%s' (--method: rtn, search, imp, gptq, awq or awq+gptq)", m);
   if ((*gptq || *imp || *awq) && !o->calib_path)
-    return qn_error(QN_EINVAL,
-                    "--method %s needs calibration text for the layer inputs: give --calib FILE",
-                    m);
-  if ((*gptq || *awq) && (o->smooth || o->smooth_auto))
+    return qn_error(
+        QN_EINVAL, "--method %s needs calibration text for the layer inputs: give --calib FILE", m);
+  if ((*gptq || *imp || *awq) && (o->smooth || o->smooth_auto))
     return qn_error(QN_EINVAL, "--method %s cannot be combined with --smooth", m);
   if (!(o->gptq_damp >= 0))
     return qn_error(QN_EINVAL, "GPTQ dampening %g must be >= 0", o->gptq_damp);
@@ -543,8 +542,8 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
   if (awq && !oc.calib_tokens) oc.calib_tokens = QN_AWQ_DEFAULT_TOKENS;
   /* the weight methods collect their own statistics: the observers run only when activation
      thresholds or SmoothQuant need them */
-  bool observe = o->calib_path && (!(gptq || imp || awq) || o->smooth || o->smooth_auto ||
-                                   recipe_has_static(&rc));
+  bool observe = o->calib_path &&
+                 (!(gptq || imp || awq) || o->smooth || o->smooth_auto || recipe_has_static(&rc));
 
   /* calibration first: its model is closed again before the streaming starts */
   calib_state cs;
@@ -598,11 +597,11 @@ qn_status qn_quantize(const char* in_path, const char* out_path, const qn_quanti
     cJSON_AddStringToObject(md, "quench.recipe", rtxt ? rtxt : "");
     free(rtxt);
     const char* mname = awq == 2 ? "awq+gptq"
-                        : awq        ? "awq"
-                        : imp        ? "imp"
-                        : gptq       ? "gptq"
-                        : search     ? "search"
-                                     : "rtn";
+                        : awq    ? "awq"
+                        : imp    ? "imp"
+                        : gptq   ? "gptq"
+                        : search ? "search"
+                                 : "rtn";
     cJSON_AddStringToObject(md, "quench.method", mname);
     cJSON* src = cJSON_CreateObject();
     cJSON_AddStringToObject(src, "path", in_path);
