@@ -10,92 +10,14 @@
 
 #include "calib/gptq.h"
 #include "calib/hessian.h"
+#include "calib/importance.h"
 #include "core/clock.h"
 #include "core/mapfile.h"
 #include "model/model.h"
 #include "quant/quantize_matrix.h"
 
-/* Text tokenized per call (cut at a newline when there is one). */
-#define TEXT_PIECE (1 << 16)
 /* Linear weights fed by one site, at most. */
 #define SITE_WEIGHTS 3
-
-/* The calibration windows. */
-typedef struct windows {
-  int* ids;     /* [off[n_win]] the tokens of every window, concatenated */
-  int64_t* off; /* [n_win + 1] start of each window in ids (and in the stored stream) */
-  int n_win;
-} windows;
-
-static void windows_free(windows* w) {
-  free(w->ids);
-  free(w->off);
-  memset(w, 0, sizeof *w);
-}
-
-static size_t piece_end(const char* text, size_t len, size_t at) {
-  if (len - at <= TEXT_PIECE) return len;
-  size_t e = at + TEXT_PIECE;
-  for (size_t i = e; i > at + TEXT_PIECE / 2; i--)
-    if (text[i - 1] == '\n') return i;
-  while (e > at + 1 && ((unsigned char)text[e] & 0xC0) == 0x80) e--;
-  return e;
-}
-
-/* Appends ids to the window list, opening windows of ctx tokens (BOS first if bos >= 0). */
-static qn_status add_ids(windows* w, int64_t* cap, const int* ids, int n, int bos, int ctx,
-                         int64_t budget) {
-  for (int i = 0; i < n; i++) {
-    int64_t total = w->off[w->n_win];
-    if (total >= budget) return QN_OK;
-    int64_t in_win = total - w->off[w->n_win - 1 < 0 ? 0 : w->n_win - 1];
-    bool open = w->n_win == 0 || in_win >= ctx;
-    if (*cap < total + 2) {
-      int64_t nc = *cap ? *cap * 2 : 65536;
-      int* g = realloc(w->ids, sizeof(int) * (size_t)nc);
-      if (!g) return qn_error(QN_ENOMEM, "out of memory for calibration tokens");
-      w->ids = g;
-      *cap = nc;
-    }
-    if (open) {
-      int64_t* g = realloc(w->off, sizeof(int64_t) * (size_t)(w->n_win + 2));
-      if (!g) return qn_error(QN_ENOMEM, "out of memory for calibration windows");
-      w->off = g;
-      w->n_win++;
-      w->off[w->n_win] = total;
-      if (bos >= 0) w->ids[w->off[w->n_win]++] = bos;
-    }
-    w->ids[w->off[w->n_win]++] = ids[i];
-  }
-  return QN_OK;
-}
-
-static qn_status make_windows(qn_model* m, const char* path, int64_t budget, int ctx, windows* w) {
-  memset(w, 0, sizeof *w);
-  const qn_vocab* v = &m->src->vocab;
-  int bos = v->add_bos && v->bos_id >= 0 && ctx > 2 ? v->bos_id : -1;
-  char* text = NULL;
-  size_t len = 0;
-  QN_TRY(qn_read_text_file(path, &text, &len));
-  w->off = calloc(1, sizeof *w->off);
-  int64_t cap = 0;
-  qn_status st = w->off ? QN_OK : qn_error(QN_ENOMEM, "out of memory");
-  for (size_t at = 0; st == QN_OK && at < len && w->off[w->n_win] < budget;) {
-    size_t end = piece_end(text, len, at);
-    int* piece = NULL;
-    int np = 0;
-    st = qn_tokenizer_encode(m->tok, text + at, end - at, false, &piece, &np);
-    if (st == QN_OK) st = add_ids(w, &cap, piece, np, bos, ctx, budget);
-    free(piece);
-    at = end;
-  }
-  free(text);
-  if (st == QN_OK && (w->n_win == 0 || w->off[w->n_win] < 64))
-    st = qn_error(QN_EINVAL, "calibration text '%s' is too short for GPTQ: it gives %lld tokens",
-                  path, (long long)(w->n_win ? w->off[w->n_win] : 0));
-  if (st != QN_OK) windows_free(w);
-  return st;
-}
 
 /* Feeds one (layer, site)'s activations to a Hessian. */
 typedef struct hook {
@@ -111,8 +33,8 @@ static void on_observe(void* user, int layer, qn_act_site site, const float* x, 
 }
 
 /* Pushes every window's stored stream through block l (writing the output back if asked). */
-static void layer_pass(qn_ctx* c, const windows* w, float* xs, int dim, int l, const int* pos,
-                       bool write_back) {
+static void layer_pass(qn_ctx* c, const qn_token_windows* w, float* xs, int dim, int l,
+                       const int* pos, bool write_back) {
   for (int i = 0; i < w->n_win; i++) {
     int64_t o = w->off[i];
     int n = (int)(w->off[i + 1] - o);
@@ -188,8 +110,8 @@ static qn_status quantize_weight(qn_qtensor* qt, const char* name, qn_qtype sche
 }
 
 /* Collects the Hessian of (l, site) over all windows, then quantizes that site's weights. */
-static qn_status quantize_site(qn_model* m, qn_ctx* c, const windows* w, float* xs, const int* pos,
-                               int l, qn_act_site site, const qn_gptq_model_opts* o,
+static qn_status quantize_site(qn_model* m, qn_ctx* c, const qn_token_windows* w, float* xs,
+                               const int* pos, int l, qn_act_site site, const qn_gptq_model_opts* o,
                                qn_gptq_result* res, swapped* sw) {
   qn_qtensor* ws[SITE_WEIGHTS];
   const char* stems[SITE_WEIGHTS];
@@ -241,7 +163,7 @@ const qn_gptq_weight* qn_gptq_result_find(const qn_gptq_result* r, const char* n
 }
 
 /* The residual stream entering block 0: token embeddings. */
-static void embed(const qn_model* m, const windows* w, float* xs) {
+static void embed(const qn_model* m, const qn_token_windows* w, float* xs) {
   const qn_qtensor* e = &m->w.tok_embd;
   const qn_qtype_traits* tr = qn_qtype_traits_of(e->type);
   int dim = m->src->hp.dim;
@@ -257,8 +179,8 @@ qn_status qn_gptq_model_run(qn_model* m, const char* calib_path, const qn_gptq_m
   if (ctx > hp->max_seq_len) ctx = hp->max_seq_len;
   if (ctx > QN_MAX_BATCH) ctx = QN_MAX_BATCH;
   int64_t budget = o->max_tokens > 0 ? o->max_tokens : QN_GPTQ_DEFAULT_TOKENS;
-  windows w;
-  QN_TRY(make_windows(m, calib_path, budget, ctx, &w));
+  qn_token_windows w;
+  QN_TRY(qn_token_windows_make(m, calib_path, budget, ctx, &w));
   int64_t T = w.off[w.n_win];
   float* xs = malloc(sizeof(float) * (size_t)T * (size_t)hp->dim);
   int* pos = malloc(sizeof(int) * (size_t)ctx);
@@ -289,7 +211,7 @@ qn_status qn_gptq_model_run(qn_model* m, const char* calib_path, const qn_gptq_m
   qn_ctx_free(c);
   free(pos);
   free(xs);
-  windows_free(&w);
+  qn_token_windows_free(&w);
   if (st != QN_OK) qn_gptq_result_free(out);
   return st;
 }

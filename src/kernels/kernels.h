@@ -72,12 +72,12 @@ typedef enum qn_fused_pre {
 } qn_fused_pre;
 
 typedef struct qn_fused_op {
-  qn_fused_pre pre;     /* the producer of the input rows */
-  const float* x;       /* RMSNORM: (n, cols) rows to normalise */
-  const float* norm_w;  /* RMSNORM: (cols) weights */
-  float eps;            /* RMSNORM: epsilon */
-  const float* up;      /* SWIGLU: (n, cols) up projections */
-  float* in;            /* (n, cols) the input rows (written unless pre is NONE) */
+  qn_fused_pre pre;    /* the producer of the input rows */
+  const float* x;      /* RMSNORM: (n, cols) rows to normalise */
+  const float* norm_w; /* RMSNORM: (cols) weights */
+  float eps;           /* RMSNORM: epsilon */
+  const float* up;     /* SWIGLU: (n, cols) up projections */
+  float* in;           /* (n, cols) the input rows (written unless pre is NONE) */
 } qn_fused_op;
 
 /* The unfused route (integer reference for int8 activations; sgemm for float batches when

@@ -71,7 +71,8 @@ static void check_scheme(qn_qtype t, int64_t cols) {
     tr->quantize_row(w + r * cols, cols, &rtn, pay + r * rb, sc + r * ng, NULL);
     tr->quantize_row(w + r * cols, cols, &srch, pay2 + r * rb, sc2 + r * ng, NULL);
   }
-  qn_qtensor a = {t, rows, cols, pay, sc, NULL, 0, QN_LAYOUT_ROWS}, b = {t, rows, cols, pay2, sc2, NULL, 0, QN_LAYOUT_ROWS};
+  qn_qtensor a = {t, rows, cols, pay, sc, NULL, 0, QN_LAYOUT_ROWS},
+             b = {t, rows, cols, pay2, sc2, NULL, 0, QN_LAYOUT_ROWS};
   double ea = 0, eb = 0;
   for (int64_t r = 0; r < rows; r++) {
     /* unused high bits of the last byte are 0 */
