@@ -7,7 +7,8 @@
  *    nibble, 3-bit field, group scale and ragged tail (garbage in the unused high nibble / bits
  *    of a row's last byte included);
  *  - quantized Gaussian weights (with outliers) and activations: within the error bound derived
- *    at within_bound();
+ *    at within_bound(), plus for int4-gN (16-bit activations, kernels/x86/fx_q4.h) the
+ *    activations' rounding: at most half their step per column, times sum_c |w_c|;
  *  - a row range in the middle leaves Y untouched outside it, and splitting the rows over calls
  *    gives the same bytes as one call;
  *  - an fp8-e4m3 NaN code makes the row's outputs NaN, as in the reference;
@@ -26,6 +27,8 @@
 #include "quant/qtype.h"
 
 #ifdef QN_HAVE_X86_KERNELS
+#include "kernels/x86/fx_kind.h"
+#include "kernels/x86/fx_q4.h"
 #include "kernels/x86/x86_kernels.h"
 
 /* ---- data ------------------------------------------------------------------------------ */
@@ -259,6 +262,7 @@ static void random_case(qn_qtype t, int64_t rows, int64_t cols) {
   float* wq = xmalloc((size_t)(rows * cols) * sizeof(float));
   const qn_qtype_traits* tr = qn_qtype_traits_of(t);
   for (int64_t r = 0; r < rows; r++) tr->dequant_row(&m.W, r, wq + r * cols);
+  const bool x16 = qn_fx_kind_of(t) == FX_Q4; /* activations rounded to 16 bits */
   for (int ti = 0; ti < N_TOKENS; ti++) {
     int n = k_tokens[ti];
     size_t ny = (size_t)n * (size_t)rows;
@@ -270,13 +274,18 @@ static void random_case(qn_qtype t, int64_t rows, int64_t cols) {
     for (int k = 0; k < N_ISAS; k++) {
       if (!qn_isa_supported(k_isas[k].isa)) continue;
       run_fx(&k_isas[k], &m.W, X, n, Y, 0, rows);
-      for (int tok = 0; tok < n; tok++)
+      for (int tok = 0; tok < n; tok++) {
+        float amax = 0.0f;
+        for (int64_t c = 0; c < cols; c++) amax = fmaxf(amax, fabsf(X[tok * cols + c]));
+        const double half_step = x16 ? ldexp(1.0, q4i_step_exponent(amax) - 1) : 0.0;
         for (int64_t r = 0; r < rows; r++) {
-          double S = 0.0;
-          for (int64_t c = 0; c < cols; c++)
+          double S = 0.0, W1 = 0.0;
+          for (int64_t c = 0; c < cols; c++) {
             S += fabs((double)wq[r * cols + c] * (double)X[tok * cols + c]);
+            W1 += fabs((double)wq[r * cols + c]);
+          }
           size_t i = (size_t)tok * (size_t)rows + (size_t)r;
-          double diff = fabs((double)Y[i] - (double)Yref[i]);
+          double diff = fabs((double)Y[i] - (double)Yref[i]) - W1 * half_step;
           if (!within_bound(diff, S, cols))
             fail_msg(
                 "%s %s rows %lld cols %lld n %d: Y[%d][%lld] = %.9g, reference %.9g, "
@@ -284,6 +293,7 @@ static void random_case(qn_qtype t, int64_t rows, int64_t cols) {
                 tr->name, qn_isa_name(k_isas[k].isa), (long long)rows, (long long)cols, n, tok,
                 (long long)r, (double)Y[i], (double)Yref[i], diff, S);
         }
+      }
     }
     free(X);
     free(Yref);
@@ -368,7 +378,11 @@ static void test_supports_and_prep(void** state) {
     /* every weight-only scheme has a kernel; int8-activation schemes never do */
     assert_int_equal(qn_fx_supports((qn_qtype)t), tr->act == QN_ACT_FLOAT);
     qn_qtensor W = {(qn_qtype)t, 5, 33, NULL, NULL, NULL, 0.0f, QN_LAYOUT_ROWS};
-    size_t want = tr->payload_bits == 4 && tr->act == QN_ACT_FLOAT ? 64 * 3 : 0;
+    /* int4a: 33 columns de-interleaved in 2 chunks of 32 floats; int4: 16-bit activations,
+     * a 64-byte header and one 320-byte block (fx_q4.h) */
+    size_t want = tr->payload_bits != 4 || tr->act != QN_ACT_FLOAT ? 0
+                  : tr->asymmetric                                 ? 64 * 3
+                                                                   : (64 + 320) / 4 * 3;
     assert_int_equal(qn_fx_prep_floats(&W, 3), want);
   }
   assert_false(qn_fx_supports(QN_QTYPE_COUNT));

@@ -3,19 +3,23 @@
  * per-call activation preprocessing ("prep") they need. Compiled without ISA flags, so the
  * dispatcher may call it on any x86-64 CPU.
  *
- * Prep layout (shared by the AVX2 and AVX-512 kernels): only the int4 schemes use it. Each
- * token's activations are cut into 32-column chunks and de-interleaved inside each chunk,
+ * Prep layout (shared by the AVX2 and AVX-512 kernels): int4-gN has its own (fx_q4.h);
+ * int4a-gN uses this one: each token's activations are cut into 32-column chunks and
+ * de-interleaved inside each chunk,
  *   prep[t * P + 32 j + i]      = x[t][32 j + 2 i]      (even columns, i < 16)
  *   prep[t * P + 32 j + 16 + i] = x[t][32 j + 2 i + 1]  (odd columns)
  * with P = cols rounded up to 32 and zeros past cols, so the low nibbles of 16 payload bytes
  * (even columns) and their high nibbles (odd columns) each meet one contiguous vector of
  * activations without a shuffle. */
 #include "kernels/x86/fx_kind.h"
+#include "kernels/x86/fx_q4.h"
 #include "kernels/x86/x86_kernels.h"
 
 bool qn_fx_supports(qn_qtype t) { return qn_fx_kind_of(t) != FX_NONE; }
 
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n) {
-  if (!qn_fx_uses_prep(qn_fx_kind_of(W->type)) || n <= 0 || W->cols <= 0) return 0;
+  const fx_kind k = qn_fx_kind_of(W->type);
+  if (!qn_fx_uses_prep(k) || n <= 0 || W->cols <= 0) return 0;
+  if (k == FX_Q4) return q4i_token_bytes(W->cols) / sizeof(float) * (size_t)n;
   return ((size_t)W->cols + 31) / 32 * 32 * (size_t)n;
 }

@@ -47,7 +47,8 @@ static inline fx_kind qn_fx_kind_of(qn_qtype t) {
   }
 }
 
-/* The int4 families read de-interleaved activations (the prep of fx_common.c). */
+/* int4a reads de-interleaved float activations (the prep of fx_common.c); int4 its own
+ * 16-bit activations (fx_q4.h). */
 static inline bool qn_fx_uses_prep(fx_kind k) { return k == FX_Q4 || k == FX_Q4A; }
 
 #endif

@@ -26,6 +26,14 @@ void qn_fx_rows_avx2(const qn_qtensor* W, const float* X, const float* prep, int
                      int64_t r0, int64_t r1);
 void qn_fx_rows_avx512(const qn_qtensor* W, const float* X, const float* prep, int n, float* Y,
                        int64_t r0, int64_t r1);
+/* int4-gN, reached through qn_fx_prep_* / qn_fx_rows_*: 16-bit activations (fx_q4.h) and
+ * vpdpwssd / vpmaddwd over the codes. */
+void qn_q4_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep);
+void qn_q4_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep);
+void qn_q4_rows_avx2(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,
+                     int64_t r1);
+void qn_q4_rows_avx512(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,
+                       int64_t r1);
 
 /* ---- schemes with int8 activations (packed layouts of quant/pack_i8.h) ----
  * qn_i8_act_quantize_*: tokens t0..t1-1, bit-exact with qn_i8_act_quantize_ref.

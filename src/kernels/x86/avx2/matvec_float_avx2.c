@@ -8,9 +8,10 @@
  * (row, token). The ragged last chunk's payload bytes are copied into a zeroed buffer (AVX2
  * has no byte-masked load), its activations read with vmaskmovps, and unused lanes zeroed.
  *
+ * int4-gN is not here: it runs on 16-bit activations in matvec_q4_avx2.c.
+ *
  * Numerics: the dequantized weight of every grouped scheme is bit-identical to the
- * reference's: int8-gN (float)q * d; int4-gN fma(nibble, d, -8 d), which rounds once exactly
- * like (float)(nibble - 8) * d since -8 d is exact; int4a-gN min + nibble * s, multiply then
+ * reference's: int8-gN (float)q * d; int4a-gN min + nibble * s, multiply then
  * add; int3-gN an 8-entry table of (q - 4) * d read with vpermps. int8-channel and fp8-*
  * scale the row's code sum once by the f32 row scale (see the AVX-512 file for the fp8
  * decoding tricks and the e4m3 NaN rule, shared here). bf16 is widened exactly by a shift
@@ -37,7 +38,6 @@ static inline int chunk_bytes(fx_kind k) {
     case FX_F32: return 128;
     case FX_F16:
     case FX_BF16: return 64;
-    case FX_Q4:
     case FX_Q4A: return 16;
     case FX_Q3: return 12;
     default: return 32;
@@ -66,7 +66,7 @@ typedef struct fx_mat {
 
 /* ---- per-group state ------------------------------------------------------------------ */
 
-/* What a row needs for one group: int8-gN: a = d; int4: a = d, b = -8 d; int4a: a = s,
+/* What a row needs for one group: int8-gN: a = d; int4a: a = s,
  * b = min; int3: a = the table of (q - 4) d. */
 typedef struct fx_state {
   __m256 a, b;
@@ -78,10 +78,9 @@ static inline float load_f16(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-static bool grouped(fx_kind k) { return k == FX_Q8G || k == FX_Q4 || k == FX_Q4A || k == FX_Q3; }
+static bool grouped(fx_kind k) { return k == FX_Q8G || k == FX_Q4A || k == FX_Q3; }
 
-/* The state of a chunk from its group's scale s and second value z (-8 s for int4, the
- * minimum for int4a). */
+/* The state of a chunk from its group's scale s and second value z (the minimum, int4a). */
 FX_INLINE fx_state chunk_state(fx_kind kind, float s, float z) {
   fx_state st = {_mm256_set1_ps(s), _mm256_set1_ps(z)};
   if (kind == FX_Q3) st.a = _mm256_mul_ps(_mm256_setr_ps(-4, -3, -2, -1, 0, 1, 2, 3), st.a);
@@ -122,7 +121,7 @@ FX_INLINE void halves_to_f32(__m256i h, __m256* lo, __m256* hi) {
 
 /* Weights of the chunk whose payload starts at p (full: 32 columns in the row; else p is a
  * zero-padded copy of the ragged chunk) into w[0..3], the vectors meeting activations
- * x[8 v .. 8 v + 7] of the chunk (even/odd columns for int4: see fx_common.c). nan: running
+ * x[8 v .. 8 v + 7] of the chunk (even/odd columns for int4a: see fx_common.c). nan: running
  * byte max of (code | 0x80) for fp8-e4m3 (0xff marks a NaN code). */
 FX_INLINE void decode_chunk(fx_kind kind, const uint8_t* p, fx_state st, bool full, __m256* w,
                             __m128i* nan) {
@@ -168,7 +167,6 @@ FX_INLINE void decode_chunk(fx_kind kind, const uint8_t* p, fx_state st, bool fu
         halves_to_f32(h, &w[2 * v], &w[2 * v + 1]);
       }
       break;
-    case FX_Q4:
     case FX_Q4A: {
       __m128i a = _mm_loadu_si128((const __m128i*)p);
       __m256i b0 = _mm256_cvtepu8_epi32(a);                    /* bytes 0..7 */
@@ -179,9 +177,7 @@ FX_INLINE void decode_chunk(fx_kind kind, const uint8_t* p, fx_state st, bool fu
                      _mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)),
                      _mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4))};
 #pragma GCC unroll 4
-      for (int v = 0; v < 4; v++)
-        w[v] = kind == FX_Q4 ? _mm256_fmadd_ps(q[v], st.a, st.b)
-                             : _mm256_add_ps(_mm256_mul_ps(q[v], st.a), st.b);
+      for (int v = 0; v < 4; v++) w[v] = _mm256_add_ps(_mm256_mul_ps(q[v], st.a), st.b);
       break;
     }
     case FX_Q3: {
@@ -248,8 +244,7 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
 #pragma GCC unroll 4
       for (int i = 0; i < R; i++) {
         size_t off = (size_t)(r + i) * m->scale_bytes + 2 * (size_t)g0;
-        __m256 d = load_f16x8(m->scales + off, m->n_groups - g0, sc[i]);
-        if (kind == FX_Q4) _mm256_store_ps(sz[i], _mm256_mul_ps(d, _mm256_set1_ps(-8.0f)));
+        load_f16x8(m->scales + off, m->n_groups - g0, sc[i]);
         if (kind == FX_Q4A) load_f16x8(m->zeros + off, m->n_groups - g0, sz[i]);
       }
     }
@@ -258,8 +253,7 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
 #pragma GCC unroll 4
       for (int i = 0; i < R; i++) {
         fx_state st = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        if (grouped(kind))
-          st = chunk_state(kind, sc[i][gi], kind == FX_Q4 || kind == FX_Q4A ? sz[i][gi] : 0.0f);
+        if (grouped(kind)) st = chunk_state(kind, sc[i][gi], kind == FX_Q4A ? sz[i][gi] : 0.0f);
         __m256 w[4];
         decode_chunk(kind, row[i] + (size_t)cb * (size_t)j, st, true, w, &nan[i]);
         /* software prefetch of the next block's rows at this offset (L2): the hardware
@@ -288,10 +282,7 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
       if (grouped(kind)) {
         size_t off = (size_t)(r + i) * m->scale_bytes + 2 * (size_t)(j >> gs);
         float d = load_f16(m->scales + off);
-        st = chunk_state(kind, d,
-                         kind == FX_Q4A  ? load_f16(m->zeros + off)
-                         : kind == FX_Q4 ? -8.0f * d
-                                         : 0);
+        st = chunk_state(kind, d, kind == FX_Q4A ? load_f16(m->zeros + off) : 0.0f);
       }
       uint8_t buf[128] = {0};
       memcpy(buf, row[i] + (size_t)cb * (size_t)j, (size_t)m->tail_bytes);
@@ -334,21 +325,26 @@ typedef void (*fx_block_fn)(const fx_mat* m, int64_t r, int t0);
   {                                                              \
     {fx_##K##_1_1, fx_##K##_1_2}, { fx_##K##_4_1, fx_##K##_4_2 } \
   }
+#define FX_NO_ROW                \
+  {                              \
+    {NULL, NULL}, { NULL, NULL } \
+  }
 
 FX_DEF_KIND(FX_F32)
 FX_DEF_KIND(FX_F16)
 FX_DEF_KIND(FX_BF16)
 FX_DEF_KIND(FX_Q8C)
 FX_DEF_KIND(FX_Q8G)
-FX_DEF_KIND(FX_Q4)
 FX_DEF_KIND(FX_Q4A)
 FX_DEF_KIND(FX_E4M3)
 FX_DEF_KIND(FX_E5M2)
 FX_DEF_KIND(FX_Q3)
 
 static const fx_block_fn k_blocks[FX_KINDS][2][FX_TOKENS] = {
-    FX_ROW(FX_F32), FX_ROW(FX_F16), FX_ROW(FX_BF16), FX_ROW(FX_Q8C),  FX_ROW(FX_Q8G),
-    FX_ROW(FX_Q4),  FX_ROW(FX_Q4A), FX_ROW(FX_E4M3), FX_ROW(FX_E5M2), FX_ROW(FX_Q3),
+    FX_ROW(FX_F32), FX_ROW(FX_F16),  FX_ROW(FX_BF16),
+    FX_ROW(FX_Q8C), FX_ROW(FX_Q8G),  FX_NO_ROW /* int4-gN: matvec_q4_avx2.c */,
+    FX_ROW(FX_Q4A), FX_ROW(FX_E4M3), FX_ROW(FX_E5M2),
+    FX_ROW(FX_Q3),
 };
 
 /* ---- entry points ----------------------------------------------------------------------- */
@@ -393,6 +389,10 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
 
 void qn_fx_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep) {
   if (!qn_fx_uses_prep(kind_of(W->type)) || W->cols <= 0) return;
+  if (kind_of(W->type) == FX_Q4) {
+    qn_q4_prep_avx2(W, X, n, prep);
+    return;
+  }
   const int64_t cols = W->cols, chunks = (cols + 31) / 32;
   for (int t = 0; t < n; t++) {
     const float* x = X + (size_t)t * (size_t)cols;
@@ -414,6 +414,10 @@ void qn_fx_rows_avx2(const qn_qtensor* W, const float* X, const float* prep, int
     return;
   }
   const fx_kind kind = kind_of(W->type);
+  if (kind == FX_Q4) {
+    qn_q4_rows_avx2(W, prep, n, Y, r0, r1);
+    return;
+  }
   fx_mat m;
   fx_mat_init(&m, kind, W, X, prep, Y);
   for (int64_t r = r0; r < r1;) {

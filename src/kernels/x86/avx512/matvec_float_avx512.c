@@ -10,9 +10,11 @@
  * table) is built once per group. The last, ragged chunk is read with masked loads (no byte
  * past the row is touched) and its unused lanes are zeroed in w and x.
  *
+ * int4-gN is not here: it runs on 16-bit activations in matvec_q4_avx512.c.
+ *
  * Numerics: the dequantized weight of every grouped scheme is bit-identical to the
- * reference's (f16/bf16 conversions are exact; int8-gN: (float)q * d; int4-gN: a 16-entry
- * table of (q - 8) * d; int4a-gN: min + q * s, multiply then add, as the reference rounds;
+ * reference's (f16/bf16 conversions are exact; int8-gN: (float)q * d; int4a-gN: a 16-entry
+ * table of min + q * s, multiply then add, as the reference rounds;
  * int3-gN: (q - 4) * d). Schemes with one f32 scale per row (int8-channel, fp8-*) sum
  * code x activation and scale the row's sum once, which differs from the reference's
  * sum of fl(q d) x by at most one rounding per weight. The sums themselves run in 16 (or 32)
@@ -30,7 +32,7 @@
  *   value * 2^-8 (subnormals included), so the row sum is multiplied by 2^8; the E4M3 NaN
  *   codes (S.1111.111, which that pattern would read as +-480) are detected per row and make
  *   the row's outputs NaN, as the reference's would be. (The 16-bit work runs on ymm halves:
- *   Zen 4 executes a zmm operation as two 256-bit halves.) int4: vpmovzxbd of 16 bytes puts
+ *   Zen 4 executes a zmm operation as two 256-bit halves.) int4a: vpmovzxbd of 16 bytes puts
  *   byte k in lane k; its low nibble (column 2k) indexes the group's table directly through
  *   vpermps (which reads only the low 4 bits of each index), its high nibble after one shift;
  *   the activations were de-interleaved into even/odd vectors by qn_fx_prep_avx512 to match.
@@ -38,11 +40,9 @@
  *   3-bit field into its lane, vpsrlvd aligns it, vpermps looks it up in a 16-entry table
  *   holding the 8 values twice (bit 3 of the index is the next field's bit).
  *
- * Cost: for one token, 32 int4 weights of one row take 7 vector instructions (vpmovzxbd,
- * vpsrld, 2 vpermps, 2 FMAs, and the group table's vmulps with an embedded broadcast; 6.5 /
- * 6.25 for g64 / g128, whose table is built once per group), which on Zen 4 (two 512-bit
- * operations per cycle) keeps the kernel at ~25 G weights/s per core, above the share of
- * DRAM bandwidth one core gets. int8 takes 3 per 16 weights (+1 for int8-gN's scale).
+ * Cost: for one token, 32 int4a weights of one row take 8 vector instructions (vpmovzxbd,
+ * vpsrld, 2 vpermps, 2 FMAs, the group table's multiply and add), ~24 G weights/s per core
+ * on Zen 4 with the weights in L2; int8 takes 3 per 16 weights (+1 for int8-gN's scale).
  *
  * Memory: rows are short streams (a few KB) and the hardware prefetchers start over on each
  * one, so every chunk also prefetches (into L2) the same offset of the next block's rows. */
@@ -90,7 +90,6 @@ static inline int chunk_bytes(fx_kind k) {
     case FX_F32: return 128;
     case FX_F16:
     case FX_BF16: return 64;
-    case FX_Q4:
     case FX_Q4A: return 16;
     case FX_Q3: return 12;
     default: return 32;
@@ -105,18 +104,14 @@ static inline float load_f16(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-static bool grouped(fx_kind k) { return k == FX_Q8G || k == FX_Q4 || k == FX_Q4A || k == FX_Q3; }
+static bool grouped(fx_kind k) { return k == FX_Q8G || k == FX_Q4A || k == FX_Q3; }
 
 /* The state a chunk of a row needs from its group's scale s (and minimum z, int4a): the
  * scale broadcast (int8-gN) or the 16-entry table of dequantized values indexed by the code
- * (int4, int4a, int3); unused for other kinds. */
+ * (int4a, int3); unused for other kinds. */
 FX_INLINE __m512 chunk_state(fx_kind kind, float s, float z) {
   switch (kind) {
     case FX_Q8G: return _mm512_set1_ps(s);
-    case FX_Q4: {
-      const __m512 base = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
-      return _mm512_mul_ps(base, _mm512_set1_ps(s));
-    }
     case FX_Q4A: {
       const __m512 base = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
       return _mm512_add_ps(_mm512_mul_ps(base, _mm512_set1_ps(s)), _mm512_set1_ps(z));
@@ -149,7 +144,7 @@ FX_INLINE void load_f16x16(const uint8_t* p, int64_t count, float* out) {
       Q3_CTL(16 * v + 8), Q3_CTL(16 * v + 9), Q3_CTL(16 * v + 10), Q3_CTL(16 * v + 11), \
       Q3_CTL(16 * v + 12), Q3_CTL(16 * v + 13), Q3_CTL(16 * v + 14), Q3_CTL(16 * v + 15))
 
-/* Weights of the chunk whose payload starts at p as w0 (the first 16 lanes; for int4 the even
+/* Weights of the chunk whose payload starts at p as w0 (the first 16 lanes; for int4a the even
  * columns) and w1, from the chunk's group state st. full: the chunk has 32 columns; else it
  * is the ragged one (masks in m; nothing past the row is read). nan: running byte max of
  * (code | 0x80) for fp8-e4m3 (0xff marks a NaN code). */
@@ -214,7 +209,6 @@ FX_INLINE void decode_chunk(fx_kind kind, const fx_mat* m, const uint8_t* p, __m
       *w1 = _mm512_cvtph_ps(h1);
       break;
     }
-    case FX_Q4:
     case FX_Q4A: {
       __m128i a = full ? _mm_loadu_si128((const __m128i*)p)
                        : _mm_maskz_loadu_epi8((__mmask16)m->tail_kb, p);
@@ -373,20 +367,26 @@ typedef void (*fx_block_fn)(const fx_mat* m, int64_t r, int t0);
     }                                                           \
   }
 
+#define FX_NO_ROW                                        \
+  {                                                      \
+    {NULL, NULL, NULL, NULL}, { NULL, NULL, NULL, NULL } \
+  }
+
 FX_DEF_KIND(FX_F32)
 FX_DEF_KIND(FX_F16)
 FX_DEF_KIND(FX_BF16)
 FX_DEF_KIND(FX_Q8C)
 FX_DEF_KIND(FX_Q8G)
-FX_DEF_KIND(FX_Q4)
 FX_DEF_KIND(FX_Q4A)
 FX_DEF_KIND(FX_E4M3)
 FX_DEF_KIND(FX_E5M2)
 FX_DEF_KIND(FX_Q3)
 
 static const fx_block_fn k_blocks[FX_KINDS][2][FX_TOKENS] = {
-    FX_ROW(FX_F32), FX_ROW(FX_F16), FX_ROW(FX_BF16), FX_ROW(FX_Q8C),  FX_ROW(FX_Q8G),
-    FX_ROW(FX_Q4),  FX_ROW(FX_Q4A), FX_ROW(FX_E4M3), FX_ROW(FX_E5M2), FX_ROW(FX_Q3),
+    FX_ROW(FX_F32), FX_ROW(FX_F16),  FX_ROW(FX_BF16),
+    FX_ROW(FX_Q8C), FX_ROW(FX_Q8G),  FX_NO_ROW /* int4-gN: matvec_q4_avx512.c */,
+    FX_ROW(FX_Q4A), FX_ROW(FX_E4M3), FX_ROW(FX_E5M2),
+    FX_ROW(FX_Q3),
 };
 
 /* ---- entry points ----------------------------------------------------------------------- */
@@ -424,6 +424,10 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
 
 void qn_fx_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep) {
   if (!qn_fx_uses_prep(kind_of(W->type)) || W->cols <= 0) return;
+  if (kind_of(W->type) == FX_Q4) {
+    qn_q4_prep_avx512(W, X, n, prep);
+    return;
+  }
   const int64_t cols = W->cols, chunks = (cols + 31) / 32;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -450,6 +454,10 @@ void qn_fx_rows_avx512(const qn_qtensor* W, const float* X, const float* prep, i
     return;
   }
   const fx_kind kind = kind_of(W->type);
+  if (kind == FX_Q4) {
+    qn_q4_rows_avx512(W, prep, n, Y, r0, r1);
+    return;
+  }
   fx_mat m;
   fx_mat_init(&m, kind, W, X, prep, Y);
   for (int64_t r = r0; r < r1;) {
