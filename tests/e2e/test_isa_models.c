@@ -3,8 +3,8 @@
  * (always present) quantized to float-activation and int8-activation schemes, and
  * stories260K from ../shared when present (that part says SKIPPED when it is absent). Prefill
  * (batched, sgemm / int8 GEMM) and decode (one token per call, the matrix-vector kernels) are both
- * exercised: qn_eval_ppl scores whole windows in one call, and a greedy generation compares token
- * by token. */
+ * exercised: qn_eval_ppl scores whole windows in one call; the decode perplexity feeds the
+ * same text one token per call; and a greedy generation compares logits step by step. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +37,38 @@ static double ppl_at(const char* model, qn_isa isa, const char* text, size_t len
   assert_int_equal(r.tokens, 4 * 127);
   qn_model_free(m);
   return r.ppl;
+}
+
+/* Perplexity of the first 128 tokens of text fed one token per forward call (every product
+ * through the decode kernels) at level isa. */
+static double decode_ppl_at(const char* model, qn_isa isa, const char* text, size_t len) {
+  qn_isa_force(isa);
+  qn_model* m = NULL;
+  assert_int_equal(qn_model_open(model, NULL, &m), QN_OK);
+  qn_model_info info;
+  qn_model_get_info(m, &info);
+  int* ids = NULL;
+  int n = 0;
+  assert_int_equal(qn_tokenize(m, text, len, true, &ids, &n), QN_OK);
+  assert_true(n > 16);
+  if (n > 128) n = 128;
+  qn_ctx* c = NULL;
+  assert_int_equal(qn_ctx_new(m, 128, 1, &c), QN_OK);
+  float* lg = malloc(sizeof(float) * (size_t)info.vocab_size);
+  assert_non_null(lg);
+  double nll = 0.0;
+  for (int p = 0; p + 1 < n; p++) {
+    assert_int_equal(qn_ctx_forward(c, &ids[p], &p, NULL, 1, lg, false), QN_OK);
+    double mx = lg[0], z = 0.0;
+    for (int i = 1; i < info.vocab_size; i++) mx = lg[i] > mx ? lg[i] : mx;
+    for (int i = 0; i < info.vocab_size; i++) z += exp((double)lg[i] - mx);
+    nll += mx + log(z) - (double)lg[ids[p + 1]];
+  }
+  free(lg);
+  free(ids);
+  qn_ctx_free(c);
+  qn_model_free(m);
+  return exp(nll / (n - 1));
 }
 
 /* Greedy logits of decode steps: the top-1 token of the last step through level isa. */
@@ -75,6 +107,7 @@ static void check_model(const char* model, const char* label, const char* text, 
   assert_non_null(lref);
   assert_non_null(lisa);
   decode_logits(model, QN_ISA_REF, lref, steps);
+  double dref = decode_ppl_at(model, QN_ISA_REF, text, len);
   for (int isa = QN_ISA_AVX2; isa <= QN_ISA_AVX512; isa++) {
     if (!qn_isa_supported((qn_isa)isa)) {
       printf("%-14s %-6s not supported by this CPU: level skipped\n", label,
@@ -85,6 +118,10 @@ static void check_model(const char* model, const char* label, const char* text, 
     printf("%-14s ref PPL %.6f  %-6s PPL %.6f  rel diff %.2e\n", label, ref,
            qn_isa_name((qn_isa)isa), p, fabs(p / ref - 1.0));
     assert_true(fabs(p / ref - 1.0) <= tol);
+    double d = decode_ppl_at(model, (qn_isa)isa, text, len);
+    printf("%-14s decode PPL: ref %.6f  %-6s %.6f  rel diff %.2e\n", label, dref,
+           qn_isa_name((qn_isa)isa), d, fabs(d / dref - 1.0));
+    assert_true(fabs(d / dref - 1.0) <= tol);
     decode_logits(model, (qn_isa)isa, lisa, steps);
     double worst = 0.0, scale = 0.0;
     for (size_t i = 0; i < (size_t)steps * (size_t)info.vocab_size; i++) {
