@@ -10,7 +10,8 @@
  *
  * Rows 4 at a time (1 for the leftovers), at most 2 tokens per pass (16 ymm registers). The
  * ragged last block's payload bytes are copied into a zeroed buffer (AVX2 has no byte-masked
- * load); its columns past the row have xq = 0, so they add nothing. */
+ * load); its columns past the row have xq = 0, so they add nothing. Prefetching as in the
+ * AVX-512 kernel: payload and scales of the rows at least 8 KB further on. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -19,24 +20,27 @@
 
 #define Q4_INLINE static inline __attribute__((always_inline))
 
-#define Q4_ROWS 4   /* rows per block */
-#define Q4_TOKENS 2 /* most tokens per pass */
+#define Q4_ROWS 4              /* rows per block */
+#define Q4_TOKENS 2            /* most tokens per pass */
+#define Q4_PREFETCH_BYTES 8192 /* least distance of the software prefetch */
 
 /* Everything a block kernel reads, resolved once per call. */
 typedef struct q4_mat {
-  const uint8_t* data;   /* payload of row 0; rows are row_bytes apart */
-  size_t row_bytes;      /* payload bytes per row (cols / 2 rounded up) */
-  const uint8_t* scales; /* fp16 group scales of row 0; rows are scale_bytes apart */
-  size_t scale_bytes;    /* bytes of scales per row */
-  int64_t rows;          /* rows of W (the stride of Y between tokens) */
-  int64_t n_groups;      /* scale groups per row */
-  int64_t full_blocks;   /* whole 128-column blocks per row */
-  int64_t blocks;        /* blocks per row, the ragged one included */
-  size_t tail_bytes;     /* payload bytes of the ragged block */
-  int gshift;            /* log2(group / 32): 0, 1, 2 */
-  const uint8_t* prep;   /* prepared activations (fx_q4.h), token 0 */
-  size_t prep_stride;    /* bytes between tokens in prep */
-  float* Y;              /* n x rows */
+  const uint8_t* data;    /* payload of row 0; rows are row_bytes apart */
+  size_t row_bytes;       /* payload bytes per row (cols / 2 rounded up) */
+  const uint8_t* scales;  /* fp16 group scales of row 0; rows are scale_bytes apart */
+  size_t scale_bytes;     /* bytes of scales per row */
+  int64_t rows;           /* rows of W (the stride of Y between tokens) */
+  int64_t n_groups;       /* scale groups per row */
+  int64_t full_blocks;    /* whole 128-column blocks per row */
+  int64_t blocks;         /* blocks per row, the ragged one included */
+  size_t tail_bytes;      /* payload bytes of the ragged block */
+  int gshift;             /* log2(group / 32): 0, 1, 2 */
+  const uint8_t* prep;    /* prepared activations (fx_q4.h), token 0 */
+  size_t prep_stride;     /* bytes between tokens in prep */
+  size_t prefetch_ahead;  /* bytes from a payload byte to the one prefetched with it */
+  size_t prefetch_scales; /* the same for the scales: as many rows ahead */
+  float* Y;               /* n x rows */
 } q4_mat;
 
 /* The fp16 values p[0 .. count-1] (count clamped to 8; nothing past them is read; the other
@@ -80,9 +84,11 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
     const int64_t g0 = (b0 * 4) >> m->gshift;
     __m256 sc[Q4_ROWS];
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-      sc[i] = load_f16x8(m->scales + (size_t)(r + i) * m->scale_bytes + 2 * (size_t)g0,
-                         m->n_groups - g0);
+    for (int i = 0; i < R; i++) {
+      const uint8_t* ps = m->scales + (size_t)(r + i) * m->scale_bytes + 2 * (size_t)g0;
+      sc[i] = load_f16x8(ps, m->n_groups - g0);
+      _mm_prefetch((const char*)((uintptr_t)ps + m->prefetch_scales), _MM_HINT_T1);
+    }
     const int64_t b1 = b0 + per_batch < m->blocks ? b0 + per_batch : m->blocks;
     for (int64_t b = b0; b < b1; b++) {
       const uint8_t* xb = xs + (size_t)b * Q4I_BLOCK_BYTES;
@@ -95,7 +101,7 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
           memcpy(tail, p, m->tail_bytes);
           p = tail;
         } else {
-          _mm_prefetch((const char*)((uintptr_t)p + Q4_ROWS * m->row_bytes), _MM_HINT_T1);
+          _mm_prefetch((const char*)((uintptr_t)p + m->prefetch_ahead), _MM_HINT_T1);
         }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -219,6 +225,11 @@ void qn_q4_rows_avx2(const qn_qtensor* W, const float* prep, int n, float* Y, in
   m.gshift = tr->group == 128 ? 2 : tr->group == 64 ? 1 : 0;
   m.prep = (const uint8_t*)prep;
   m.prep_stride = q4i_token_bytes(cols);
+  /* the same offset of a later block of rows, at least Q4_PREFETCH_BYTES ahead */
+  size_t ahead_rows = (Q4_PREFETCH_BYTES + m.row_bytes - 1) / m.row_bytes;
+  ahead_rows = (ahead_rows + Q4_ROWS - 1) / Q4_ROWS * Q4_ROWS;
+  m.prefetch_ahead = ahead_rows * m.row_bytes;
+  m.prefetch_scales = ahead_rows * m.scale_bytes;
   m.Y = Y;
   for (int64_t r = r0; r < r1;) {
     const int R = r1 - r >= Q4_ROWS ? Q4_ROWS : 1;
