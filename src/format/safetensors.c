@@ -167,6 +167,43 @@ static qn_status check_unique(const qn_mapfile* mf, st_entry* entries, int n) {
   return st;
 }
 
+static int cmp_entry_start(const void* a, const void* b) {
+  const st_entry* x = *(const st_entry* const*)a;
+  const st_entry* y = *(const st_entry* const*)b;
+  const uint8_t *px = x->t.data, *py = y->t.data;
+  if (px != py) return px < py ? -1 : 1;
+  return x->t.nbytes < y->t.nbytes ? -1 : x->t.nbytes > y->t.nbytes;
+}
+
+/* Fails on two non-empty tensors whose byte ranges overlap (one write would change both;
+ * the format forbids it). Empty tensors may sit anywhere. */
+static qn_status check_disjoint(const qn_mapfile* mf, const qn_st_info* info, st_entry* entries,
+                                int n) {
+  if (n < 2) return QN_OK;
+  st_entry** order = malloc((size_t)n * sizeof *order);
+  if (!order) return qn_error(QN_ENOMEM, "%s: out of memory", mf->path);
+  for (int i = 0; i < n; i++) order[i] = &entries[i];
+  qsort(order, (size_t)n, sizeof *order, cmp_entry_start);
+  const uint8_t* base = mf->data + info->data_start;
+  qn_status st = QN_OK;
+  const char* prev = NULL; /* the non-empty tensor reaching furthest so far, and its range */
+  uint64_t prev_begin = 0, prev_end = 0;
+  for (int i = 0; i < n && st == QN_OK; i++) {
+    const st_entry* e = order[i];
+    if (e->t.nbytes == 0) continue;
+    uint64_t begin = (uint64_t)((const uint8_t*)e->t.data - base), end = begin + e->t.nbytes;
+    if (prev && begin < prev_end)
+      st = qn_error(QN_EFORMAT,
+                    "%s: tensors '%s' (bytes %llu..%llu) and '%s' (bytes %llu..%llu) overlap in "
+                    "the data section",
+                    mf->path, prev, (unsigned long long)prev_begin, (unsigned long long)prev_end,
+                    e->name, (unsigned long long)begin, (unsigned long long)end);
+    if (!prev || end > prev_end) prev = e->name, prev_begin = begin, prev_end = end;
+  }
+  free(order);
+  return st;
+}
+
 /* Reads the 8-byte length and locates the header and data section. */
 static qn_status read_layout(const qn_mapfile* mf, qn_st_info* info) {
   if (mf->size < 8 || !mf->data)
@@ -240,7 +277,8 @@ static qn_status collect_entries(const qn_mapfile* mf, qn_st_info* info, const c
     if (end > info->data_used) info->data_used = end;
     info->n_tensors++;
   }
-  return check_unique(mf, *entries, info->n_tensors);
+  QN_TRY(check_unique(mf, *entries, info->n_tensors));
+  return check_disjoint(mf, info, *entries, info->n_tensors);
 }
 
 qn_status qn_safetensors_parse(const qn_mapfile* mf, qn_st_visit_fn fn, void* user,

@@ -352,6 +352,19 @@ static void test_bad_offsets_and_sizes(void** state) {
       "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
       "\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]}}",
       4, QN_EFORMAT, "twice");
+  /* overlapping byte ranges (the second starts inside the first; one inside another) */
+  expect_fail(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]}}",
+      4, QN_EFORMAT, "overlap");
+  expect_fail(
+      "{\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
+      "\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}",
+      4, QN_EFORMAT, "overlap");
+  expect_fail(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+      "\"c\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}",
+      4, QN_EFORMAT, "overlap");
 }
 
 static void test_unknown_dtypes(void** state) {
