@@ -14,7 +14,8 @@
  *  - an fp8-e4m3 NaN code makes the row's outputs NaN, as in the reference;
  *  - the scheme list (qn_fx_supports) and the prep size.
  * Sizes: rows and cols each take 1, 7, 31, 33, 172 and 4097 (ragged groups of 32/64/128 and
- * ragged 32-column chunks), with 1, 2, 3, 5 and 8 tokens. */
+ * ragged 32-column chunks), with 1, 2, 3, 5 and 8 tokens, and 70 on exact data (three tiles of
+ * QN_FX_TOKEN_TILE tokens). */
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,9 +57,10 @@ static void* xmalloc(size_t n) {
 /* rows x cols pairs: each size of the issue appears as rows and as cols. */
 static const int64_t k_shapes[][2] = {{1, 1},   {1, 4097},  {4097, 7},  {7, 172}, {172, 31},
                                       {31, 33}, {33, 4097}, {172, 172}, {7, 1},   {33, 64}};
-static const int k_tokens[] = {1, 2, 3, 5, 8};
+static const int k_tokens[] = {1, 2, 3, 5, 8, 70}; /* 70: three token tiles, one ragged */
 #define N_SHAPES (int)(sizeof k_shapes / sizeof k_shapes[0])
 #define N_TOKENS (int)(sizeof k_tokens / sizeof k_tokens[0])
+#define N_TOKENS_RANDOM (N_TOKENS - 1) /* the random-data test stops at 8 tokens */
 
 /* A matrix in scheme t and the buffers behind it. */
 typedef struct qmat {
@@ -263,7 +265,7 @@ static void random_case(qn_qtype t, int64_t rows, int64_t cols) {
   const qn_qtype_traits* tr = qn_qtype_traits_of(t);
   for (int64_t r = 0; r < rows; r++) tr->dequant_row(&m.W, r, wq + r * cols);
   const bool x16 = qn_fx_kind_of(t) == FX_Q4; /* activations rounded to 16 bits */
-  for (int ti = 0; ti < N_TOKENS; ti++) {
+  for (int ti = 0; ti < N_TOKENS_RANDOM; ti++) {
     int n = k_tokens[ti];
     size_t ny = (size_t)n * (size_t)rows;
     float* X = xmalloc((size_t)n * (size_t)cols * sizeof(float));

@@ -17,6 +17,11 @@
 
 bool qn_fx_supports(qn_qtype t) { return qn_fx_kind_of(t) != FX_NONE; }
 
+bool qn_fx_blas_batches(qn_qtype t) {
+  const fx_kind k = qn_fx_kind_of(t);
+  return k == FX_F32 || k == FX_F16 || k == FX_BF16;
+}
+
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n) {
   const fx_kind k = qn_fx_kind_of(W->type);
   if (!qn_fx_uses_prep(k) || n <= 0 || W->cols <= 0) return 0;

@@ -14,11 +14,17 @@
 #include "quant/qtype.h"
 
 /* ---- weight-only schemes (float activations), dequantization inside the dot product ----
- * For n tokens (small batches and decode) and rows r0..r1-1:
+ * For n tokens and rows r0..r1-1:
  *   Y[t * rows + r] = sum_c w[r][c] * X[t * cols + c]
  * `prep` holds per-call preprocessed activations (e.g. de-interleaved for int4 nibbles),
- * computed once by qn_fx_prep_* and shared by every thread. */
-bool qn_fx_supports(qn_qtype t);                      /* schemes with an x86 kernel */
+ * computed once by qn_fx_prep_* and shared by every thread. Tokens are taken
+ * QN_FX_TOKEN_TILE at a time (all rows for one tile, then the next), so a tile's inputs stay
+ * in L2 while the rows stream past. Quantized schemes run here for every batch size (they
+ * beat dequantizing into OpenBLAS sgemm); qn_fx_blas_batches() names the ones that do not
+ * (f32, f16, bf16: sgemm is faster for batches of QN_BLAS_MIN_TOKENS or more). */
+#define QN_FX_TOKEN_TILE 32
+bool qn_fx_supports(qn_qtype t);     /* schemes with an x86 kernel */
+bool qn_fx_blas_batches(qn_qtype t); /* batches of >= QN_BLAS_MIN_TOKENS go to BLAS */
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n); /* floats of prep */
 void qn_fx_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep);
 void qn_fx_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep);

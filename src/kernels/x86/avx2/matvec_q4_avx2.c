@@ -231,13 +231,16 @@ void qn_q4_rows_avx2(const qn_qtensor* W, const float* prep, int n, float* Y, in
   m.prefetch_ahead = ahead_rows * m.row_bytes;
   m.prefetch_scales = ahead_rows * m.scale_bytes;
   m.Y = Y;
-  for (int64_t r = r0; r < r1;) {
-    const int R = r1 - r >= Q4_ROWS ? Q4_ROWS : 1;
-    for (int t0 = 0; t0 < n;) {
-      const int T = n - t0 < Q4_TOKENS ? n - t0 : Q4_TOKENS;
-      k_q4_blocks[R == Q4_ROWS][T - 1](&m, r, t0);
-      t0 += T;
+  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) { /* tokens whose inputs stay in L2 */
+    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
+    for (int64_t r = r0; r < r1;) {
+      const int R = r1 - r >= Q4_ROWS ? Q4_ROWS : 1;
+      for (int t0 = tile; t0 < tile_end;) {
+        const int T = tile_end - t0 < Q4_TOKENS ? tile_end - t0 : Q4_TOKENS;
+        k_q4_blocks[R == Q4_ROWS][T - 1](&m, r, t0);
+        t0 += T;
+      }
+      r += R;
     }
-    r += R;
   }
 }

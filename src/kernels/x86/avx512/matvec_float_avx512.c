@@ -460,13 +460,16 @@ void qn_fx_rows_avx512(const qn_qtensor* W, const float* X, const float* prep, i
   }
   fx_mat m;
   fx_mat_init(&m, kind, W, X, prep, Y);
-  for (int64_t r = r0; r < r1;) {
-    const int R = r1 - r >= FX_ROWS ? FX_ROWS : 1;
-    for (int t0 = 0; t0 < n;) {
-      const int T = n - t0 < FX_TOKENS ? n - t0 : FX_TOKENS;
-      k_blocks[kind][R == FX_ROWS][T - 1](&m, r, t0);
-      t0 += T;
+  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) { /* tokens whose inputs stay in L2 */
+    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
+    for (int64_t r = r0; r < r1;) {
+      const int R = r1 - r >= FX_ROWS ? FX_ROWS : 1;
+      for (int t0 = tile; t0 < tile_end;) {
+        const int T = tile_end - t0 < FX_TOKENS ? tile_end - t0 : FX_TOKENS;
+        k_blocks[kind][R == FX_ROWS][T - 1](&m, r, t0);
+        t0 += T;
+      }
+      r += R;
     }
-    r += R;
   }
 }
