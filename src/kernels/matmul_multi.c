@@ -26,8 +26,7 @@ static path path_of(const qn_qtensor* W, int n, qn_isa isa) {
   if (isa != QN_ISA_REF) {
     const qn_qtype_traits* tr = qn_qtype_traits_of(W->type);
     if (tr->act != QN_ACT_FLOAT) return W->layout != QN_LAYOUT_ROWS ? PATH_I8 : PATH_OTHER;
-    if (qn_fx_supports(W->type) && (n < QN_BLAS_MIN_TOKENS || !qn_fx_blas_batches(W->type)))
-      return PATH_FX;
+    if (qn_fx_supports(W->type) && n < qn_fx_blas_min_tokens(W->type)) return PATH_FX;
   }
 #else
   (void)W;
@@ -121,8 +120,8 @@ static size_t max_prep_floats(const qn_qtensor* W, int n) {
     qn_qtensor q = *W;
     q.type = (qn_qtype)t;
     if (qn_qtype_traits_of(q.type)->act != QN_ACT_FLOAT || !qn_fx_supports(q.type)) continue;
-    int fx_n = qn_fx_blas_batches(q.type) && n >= QN_BLAS_MIN_TOKENS ? QN_BLAS_MIN_TOKENS - 1 : n;
-    size_t f = qn_fx_prep_floats(&q, fx_n);
+    int most = qn_fx_blas_min_tokens(q.type) - 1; /* the largest batch the kernel takes */
+    size_t f = qn_fx_prep_floats(&q, n < most ? n : most);
     if (f > best) best = f;
   }
 #else

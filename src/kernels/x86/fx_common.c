@@ -11,15 +11,26 @@
  * with P = cols rounded up to 32 and zeros past cols, so the low nibbles of 16 payload bytes
  * (even columns) and their high nibbles (odd columns) each meet one contiguous vector of
  * activations without a shuffle. */
+#include <limits.h>
+
+#include "kernels/kernels.h"
 #include "kernels/x86/fx_kind.h"
 #include "kernels/x86/fx_q4.h"
 #include "kernels/x86/x86_kernels.h"
 
 bool qn_fx_supports(qn_qtype t) { return qn_fx_kind_of(t) != FX_NONE; }
 
-bool qn_fx_blas_batches(qn_qtype t) {
-  const fx_kind k = qn_fx_kind_of(t);
-  return k == FX_F32 || k == FX_F16 || k == FX_BF16;
+int qn_fx_blas_min_tokens(qn_qtype t) {
+  switch (qn_fx_kind_of(t)) {
+    case FX_F32:
+    case FX_F16:
+    case FX_BF16: return QN_BLAS_MIN_TOKENS;
+    case FX_Q4A:
+    case FX_Q3:
+    case FX_E4M3:
+    case FX_E5M2: return QN_FX_BLAS_SLOW_DECODE;
+    default: return INT_MAX;
+  }
 }
 
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n) {

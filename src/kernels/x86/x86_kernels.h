@@ -19,12 +19,15 @@
  * `prep` holds per-call preprocessed activations (e.g. de-interleaved for int4 nibbles),
  * computed once by qn_fx_prep_* and shared by every thread. Tokens are taken
  * QN_FX_TOKEN_TILE at a time (all rows for one tile, then the next), so a tile's inputs stay
- * in L2 while the rows stream past. Quantized schemes run here for every batch size (they
- * beat dequantizing into OpenBLAS sgemm); qn_fx_blas_batches() names the ones that do not
- * (f32, f16, bf16: sgemm is faster for batches of QN_BLAS_MIN_TOKENS or more). */
+ * in L2 while the rows stream past. From qn_fx_blas_min_tokens(t) tokens on, dequantizing
+ * blocks into OpenBLAS sgemm is faster (measured on the tinyllama-1.1b shape, 2 threads,
+ * docs/BENCHMARKS.md): f32/f16/bf16 from QN_BLAS_MIN_TOKENS; int4a, int3 and fp8, whose
+ * decoding costs more per weight, from QN_FX_BLAS_SLOW_DECODE; int8 and int4 never (the
+ * largest batch, 512, is still faster here). */
 #define QN_FX_TOKEN_TILE 32
-bool qn_fx_supports(qn_qtype t);     /* schemes with an x86 kernel */
-bool qn_fx_blas_batches(qn_qtype t); /* batches of >= QN_BLAS_MIN_TOKENS go to BLAS */
+#define QN_FX_BLAS_SLOW_DECODE 256
+bool qn_fx_supports(qn_qtype t);       /* schemes with an x86 kernel */
+int qn_fx_blas_min_tokens(qn_qtype t); /* batches this large go to BLAS (INT_MAX: never) */
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n); /* floats of prep */
 void qn_fx_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep);
 void qn_fx_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep);
