@@ -85,14 +85,14 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
     }
     const int64_t b1 = b0 + per_batch < m->blocks ? b0 + per_batch : m->blocks;
     for (int64_t b = b0; b < b1; b++) {
-      const bool full = b < m->full_blocks;
+      const __mmask64 kb = b < m->full_blocks ? ~(__mmask64)0 : m->tail_kb; /* no branch */
       const __m512i gi = _mm512_srli_epi32(
           _mm512_add_epi32(lane_group, _mm512_set1_epi32((int)(4 * (b - b0)))), m->gshift);
       const uint8_t* xb = xs + (size_t)b * Q4I_BLOCK_BYTES;
 #pragma GCC unroll 4
       for (int i = 0; i < R; i++) {
         const uint8_t* p = row[i] + 64 * (size_t)b;
-        __m512i w = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(m->tail_kb, p);
+        __m512i w = _mm512_maskz_loadu_epi8(kb, p);
         _mm_prefetch((const char*)((uintptr_t)p + m->prefetch_ahead), _MM_HINT_T1);
         const __m512i c0 = _mm512_and_si512(w, nib);
         const __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(w, 4), nib);
