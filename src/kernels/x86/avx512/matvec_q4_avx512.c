@@ -16,10 +16,11 @@
  * unused high nibble of the row's last byte holds adds nothing.
  *
  * Memory: every 64 payload bytes prefetch (into L2) the same offset of the block of rows at
- * least 8 KB further on, and every batch of 16 scales those rows' scales. This VM streams poorly on
- * its hardware prefetchers alone (one core reads int4 rows at ~6.5 GB/s without the software
- * prefetch, ~14 with it 4 KB ahead); the float kernels' int8 rows (2 KB) already put their
- * next-block prefetch 8 KB ahead. */
+ * least 8 KB further on, and every batch of 16 scales those rows' scales. This VM streams
+ * poorly on its hardware prefetchers alone (one core read int4 rows at ~6.5 GB/s without the
+ * software prefetch, ~11-14 with the payload 4 KB ahead and no scale prefetch, ~16-20 as
+ * now; /tmp micro-benchmark, shared machine); the float kernels' int8 rows (2 KB) already
+ * put their next-block prefetch 8 KB ahead. */
 #include <immintrin.h>
 #include <string.h>
 
