@@ -523,7 +523,11 @@ static void test_inference_matches_fake_quant(void** state) {
     }
     printf("  %-12s max |logit - fake-quant logit| %.3g (|logit| <= %.1f; vs f32 %.3g)\n",
            g_name[i], maxd, maxa, maxq);
-    if (!(maxd <= 1e-4 * (1 + maxa)))
+    /* int4-gN products on x86 round the activations to 16 bits (kernels/x86/fx_q4.h, error
+     * <= 2^-15 of each token's largest |x|): ~1e-4 of the logits here, where a mis-decoded
+     * weight moves them by ~the quantization error itself (4.5 for int4-g32) */
+    bool x16 = t == QN_QTYPE_Q4_G32 || t == QN_QTYPE_Q4_G64 || t == QN_QTYPE_Q4_G128;
+    if (!(maxd <= (x16 ? 1e-3 : 1e-4) * (1 + maxa)))
       fail_msg("%s: logits differ from the fake-quantized f32 model by %g", g_name[i], maxd);
     unlink(fake);
     free(want);
