@@ -254,6 +254,111 @@ static qn_status clip_pass(qn_qtype t, const float* w, int64_t rows, int64_t col
   return QN_OK;
 }
 
+/* Buffers of one group's refinement (rows x n each, n <= the group width). */
+typedef struct group_buf {
+  float* cur;    /* the committed effective error of the group */
+  float* cross;  /* the other groups' term: sum_{h != g} e_h G_hg */
+  double* obj;   /* [rows] objective of the committed choice */
+  uint8_t* cand; /* [rows] candidate step */
+  uint8_t* base; /* [rows] best step after the coarse grid: centre of the fine steps */
+} group_buf;
+
+/* Tries, for group g (columns c0 .. c0 + n) of every row, the clip steps cand and keeps each
+ * row's where e G_gg e^T + 2 e . cross (its part of the whole output error) falls. The
+ * candidate's error goes to b->deq, e G_gg to b->ws (rows x n). */
+static qn_status refine_try(qn_qtype t, const float* w, int64_t rows, int64_t cols, const float* s,
+                            const float* g, int64_t c0, int64_t n, qn_awq_scratch* b, group_buf* gb,
+                            uint8_t* clip_col, int64_t ng) {
+  bool asym = qn_qtype_traits_of(t)->asymmetric;
+  for (int64_t r = 0; r < rows; r++) {
+    float* d = b->ws + r * n;
+    for (int64_t j = 0; j < n; j++) d[j] = w[r * cols + c0 + j] * (s ? s[c0 + j] : 1.0f);
+    clamp_group(asym, d, n, clip_factor(gb->cand[r]));
+  }
+  qn_status st = qn_awq_fake_quant(t, b->ws, rows, n, b, b->deq);
+  if (st == QN_ERANGE || st == QN_EINVAL) return QN_OK; /* not storable: skip the candidate */
+  QN_TRY(st);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < n; j++) {
+      float* e = b->deq + r * n + j;
+      *e = (s ? *e / s[c0 + j] : *e) - w[r * cols + c0 + j];
+    }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f, b->deq,
+              (int)n, g + c0 * cols + c0, (int)cols, 0.0f, b->ws, (int)n);
+  for (int64_t r = 0; r < rows; r++) {
+    const float *e = b->deq + r * n, *eg = b->ws + r * n, *cr = gb->cross + r * n;
+    double o = 0;
+    for (int64_t j = 0; j < n; j++) o += (double)e[j] * (eg[j] + 2.0f * cr[j]);
+    if (o < gb->obj[r]) {
+      gb->obj[r] = o;
+      clip_col[r * ng] = gb->cand[r];
+      memcpy(gb->cur + r * n, e, sizeof(float) * (size_t)n);
+    }
+  }
+  return QN_OK;
+}
+
+/* One pass of coordinate descent over the groups of every row: group g's clip step is
+ * re-chosen (coarse grid, then the fine steps around the best) to minimise the whole row's
+ * output error e G e^T, including its cross terms with the row's other groups, which the
+ * independent per-group search ignores. b->err holds the effective error E of the current
+ * steps and b->eg holds E G on entry; both are kept up to date. Never raises the error. */
+static qn_status refine_pass(qn_qtype t, const float* w, int64_t rows, int64_t cols, const float* s,
+                             const float* g, qn_awq_scratch* b, uint8_t* clip) {
+  int64_t gw = qn_awq_clip_group(t, cols), ng = (cols + gw - 1) / gw;
+  group_buf gb;
+  gb.cur = malloc(sizeof(float) * (size_t)(rows * gw));
+  gb.cross = malloc(sizeof(float) * (size_t)(rows * gw));
+  gb.obj = malloc(sizeof(double) * (size_t)rows);
+  gb.cand = malloc(2 * (size_t)rows);
+  gb.base = gb.cand ? gb.cand + rows : NULL;
+  qn_status st =
+      gb.cur && gb.cross && gb.obj && gb.cand ? QN_OK : qn_error(QN_ENOMEM, "out of memory");
+  for (int64_t gi = 0; gi < ng && st == QN_OK; gi++) {
+    int64_t c0 = gi * gw, n = cols - c0 < gw ? cols - c0 : gw;
+    /* cross = (E G)[:, group] - e_g G_gg; obj = e_g G_gg e_g^T + 2 e_g . cross */
+    float* eg = b->ws;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f,
+                b->err + c0, (int)cols, g + c0 * cols + c0, (int)cols, 0.0f, eg, (int)n);
+    for (int64_t r = 0; r < rows; r++) {
+      double o = 0;
+      for (int64_t j = 0; j < n; j++) {
+        float e = b->err[r * cols + c0 + j], x = eg[r * n + j];
+        gb.cross[r * n + j] = b->eg[r * cols + c0 + j] - x;
+        gb.cur[r * n + j] = e;
+        o += (double)e * (x + 2.0f * gb.cross[r * n + j]);
+      }
+      gb.obj[r] = o;
+    }
+    uint8_t* col = clip + gi;
+    for (int k = 0; k < QN_AWQ_N_CLIP && st == QN_OK; k += QN_AWQ_CLIP_COARSE) {
+      memset(gb.cand, k, (size_t)rows);
+      st = refine_try(t, w, rows, cols, s, g, c0, n, b, &gb, col, ng);
+    }
+    for (int64_t r = 0; r < rows; r++) gb.base[r] = col[r * ng];
+    for (int d = 1 - QN_AWQ_CLIP_COARSE; d < QN_AWQ_CLIP_COARSE && st == QN_OK; d++) {
+      if (d == 0) continue;
+      for (int64_t r = 0; r < rows; r++) {
+        int k = gb.base[r] + d;
+        gb.cand[r] = (uint8_t)(k < 0 ? 0 : k >= QN_AWQ_N_CLIP ? QN_AWQ_N_CLIP - 1 : k);
+      }
+      st = refine_try(t, w, rows, cols, s, g, c0, n, b, &gb, col, ng);
+    }
+    if (st != QN_OK) break;
+    /* commit: E G += (e_new - e_old) G[group, :] */
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < n; j++) {
+        float* e = b->err + r * cols + c0 + j;
+        b->ws[r * n + j] = gb.cur[r * n + j] - *e;
+        *e = gb.cur[r * n + j];
+      }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)n, 1.0f,
+                b->ws, (int)n, g + c0 * cols, (int)cols, 1.0f, b->eg, (int)cols);
+  }
+  free(gb.cur), free(gb.cross), free(gb.obj), free(gb.cand);
+  return st;
+}
+
 qn_status qn_awq_clip_search(qn_qtype t, const float* w, int64_t rows, int64_t cols, const float* s,
                              const float* g, qn_awq_scratch* b, uint8_t* clip) {
   QN_TRY(check_fits(b, t, rows, cols));
@@ -282,5 +387,19 @@ qn_status qn_awq_clip_search(qn_qtype t, const float* w, int64_t rows, int64_t c
     st = clip_pass(t, w, rows, cols, s, g, cand, b, clip);
   }
   free(cand);
+  return st;
+}
+
+qn_status qn_awq_clip_refine(qn_qtype t, const float* w, int64_t rows, int64_t cols, const float* s,
+                             const float* g, int passes, qn_awq_scratch* b, uint8_t* clip) {
+  QN_TRY(check_fits(b, t, rows, cols));
+  if (passes <= 0 || qn_awq_clip_group(t, cols) >= cols) return QN_OK; /* one group per row */
+  bool ok = false;
+  QN_TRY(quant_error(t, w, rows, cols, s, clip, b, &ok));
+  if (!ok) return QN_OK;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)cols, 1.0f,
+              b->err, (int)cols, g, (int)cols, 0.0f, b->eg, (int)cols);
+  qn_status st = QN_OK;
+  for (int i = 0; i < passes && st == QN_OK; i++) st = refine_pass(t, w, rows, cols, s, g, b, clip);
   return st;
 }

@@ -24,8 +24,10 @@
  * f max|w|], asymmetric ones: around the centre of [min, max]) before round-to-nearest, and
  * f minimises the group's output error
  * e_g G_gg e_g^T (G_gg: the group's diagonal block of G, i.e. the error weighted by the
- * activation energy and correlations of the group's channels). The stored file is plain RTN of
- * the clamped, scaled weights, so every kernel runs it unchanged. */
+ * activation energy and correlations of the group's channels); refinement passes then
+ * re-choose each group's f for the whole row's error, cross terms between groups included
+ * (qn_awq_clip_refine). The stored file is plain RTN of the clamped, scaled weights, so every
+ * kernel runs it unchanged. */
 #ifndef QN_CALIB_AWQ_H
 #define QN_CALIB_AWQ_H
 
@@ -48,6 +50,8 @@
 #define QN_AWQ_CLIP_STEP 0.01f
 #define QN_AWQ_N_CLIP 51
 #define QN_AWQ_CLIP_COARSE 5
+/* passes of qn_awq_clip_refine the driver runs after the clipping search */
+#define QN_AWQ_REFINE_PASSES 2
 /* scales are clamped to [1 / QN_AWQ_MAX_S, QN_AWQ_MAX_S] */
 #define QN_AWQ_MAX_S 1e4f
 /* Calibration tokens AWQ runs when none are asked for. */
@@ -104,6 +108,16 @@ int64_t qn_awq_clip_group(qn_qtype t, int64_t cols);
  * the group's output error under g: clip[rows x n_groups] gets k (factor 1 - k * STEP). */
 qn_status qn_awq_clip_search(qn_qtype t, const float* w, int64_t rows, int64_t cols, const float* s,
                              const float* g, qn_awq_scratch* b, uint8_t* clip);
+
+/* Coordinate descent on the clip steps chosen by qn_awq_clip_search, for schemes with several
+ * groups per row: the search picks each group's step for the group's own error e_g G_gg e_g^T,
+ * but a row's output error e G e^T also has the cross terms 2 e_g G_gh e_h^T between its
+ * groups, which cancel or add up where the input channels are correlated. Each pass visits
+ * the groups in order and re-chooses the group's step (the same coarse grid and fine steps)
+ * to minimise the whole row's error with the other groups held fixed, so the error never
+ * rises. passes <= 0, or one group per row: nothing to do. */
+qn_status qn_awq_clip_refine(qn_qtype t, const float* w, int64_t rows, int64_t cols, const float* s,
+                             const float* g, int passes, qn_awq_scratch* b, uint8_t* clip);
 
 /* Clamps every group of w (rows x cols) in place to its clipped range (see the top). */
 void qn_awq_clip_apply(qn_qtype t, const uint8_t* clip, float* w, int64_t rows, int64_t cols);

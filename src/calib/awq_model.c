@@ -347,6 +347,8 @@ static qn_status clip_weight(run* R, const site_set* ss, int k, const float* g, 
     step = malloc((size_t)(rows * ng));
     if (!step) return qn_error(QN_ENOMEM, "out of memory");
     qn_status st = qn_awq_clip_search(t, ss->w[k], rows, cols, s, g, &R->b, step);
+    if (st == QN_OK)
+      st = qn_awq_clip_refine(t, ss->w[k], rows, cols, s, g, QN_AWQ_REFINE_PASSES, &R->b, step);
     if (st != QN_OK) {
       free(step);
       return st;

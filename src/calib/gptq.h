@@ -73,7 +73,7 @@ typedef struct qn_gptq_model_opts {
   /* scheme of each weight by canonical name (the recipe) */
   qn_qtype (*scheme_of)(void* user, const char* name);
   void* scheme_user;
-  qn_progress_fn progress; /* stage "gptq": layers done / n_layers */
+  qn_progress_fn progress; /* stage "gptq": layers done / n_layers (+ 1 for the head) */
   void* progress_user;
 } qn_gptq_model_opts;
 
@@ -83,9 +83,12 @@ struct qn_model;
  * stored residual stream is pushed through block l to collect the inputs of q/k/v (whose
  * Hessian then drives their GPTQ), then, with the quantized q/k/v in place, of attn_output,
  * then of gate/up, then of down; finally the stream advances through the fully quantized
- * block. Weights whose scheme GPTQ does not support keep their FP32 values here (the caller
- * quantizes them by RTN), as do token_embd and output. m's weights are restored on return.
- * Memory: tokens x dim floats of activations plus one Hessian and one weight at a time. */
+ * block. The output head comes last, with the Hessian of output_norm of the stream after the
+ * last block; a tied head is recorded as "token_embd.weight" (the one tensor is both), an
+ * untied token_embd is only looked up and left to the caller. Weights whose scheme GPTQ does
+ * not support keep their FP32 values here (the caller quantizes them by RTN). m's weights are
+ * restored on return. Memory: tokens x dim floats of activations plus one Hessian and one
+ * weight at a time. */
 qn_status qn_gptq_model_run(struct qn_model* m, const char* calib_path, const qn_gptq_model_opts* o,
                             qn_gptq_result* out);
 void qn_gptq_result_free(qn_gptq_result* r);

@@ -3,7 +3,9 @@
  * of the current block is held in memory (tokens x dim floats) and pushed through one block
  * at a time with qn_forward_layers, whose observe hook feeds the Hessian of the site being
  * quantized. Quantized weights are put into the model as f32 matrices of their decoded
- * values, so later sites and blocks see the quantized model's activations. */
+ * values, so later sites and blocks see the quantized model's activations. The output head
+ * comes last: its Hessian is that of output_norm of the stream after the last (quantized)
+ * block, computed directly from the stored stream. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "calib/importance.h"
 #include "core/clock.h"
 #include "core/mapfile.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "quant/quantize_matrix.h"
 
@@ -146,6 +149,38 @@ static qn_status quantize_site(qn_model* m, qn_ctx* c, const qn_token_windows* w
   return st;
 }
 
+/* The output head (the embedding when tied): its Hessian is that of RMSNorm(output_norm) of
+ * the stream after the last block, row by row from the stored stream xs. */
+static qn_status quantize_head(qn_model* m, const qn_token_windows* w, const float* xs,
+                               const char* name, qn_qtype scheme, const qn_gptq_model_opts* o,
+                               qn_gptq_result* res) {
+  const qn_hparams* hp = &m->src->hp;
+  const int dim = hp->dim;
+  qn_hessian H;
+  QN_TRY(qn_hessian_init(&H, dim));
+  float* h = malloc(sizeof(float) * (size_t)dim * (size_t)dim);
+  float* rows = malloc(sizeof(float) * (size_t)w->ctx * (size_t)dim);
+  qn_status st = h && rows ? QN_OK : qn_error(QN_ENOMEM, "out of memory for the head's Hessian");
+  for (int i = 0; i < w->n_win && st == QN_OK; i++) {
+    int64_t off = w->off[i];
+    int n = (int)(w->off[i + 1] - off);
+    for (int t = 0; t < n; t++)
+      qn_rmsnorm_ref(rows + (size_t)t * dim, xs + (off + t) * dim, m->w.output_norm, dim,
+                     hp->norm_eps);
+    qn_hessian_add(&H, rows, n);
+  }
+  free(rows);
+  swapped sw = {0};
+  if (st == QN_OK) {
+    qn_hessian_finish(&H, h);
+    st = quantize_weight(&m->w.output, name, scheme, h, o, res, &sw);
+  }
+  restore(&sw);
+  free(h);
+  qn_hessian_free(&H);
+  return st;
+}
+
 void qn_gptq_result_free(qn_gptq_result* r) {
   if (!r) return;
   for (int i = 0; i < r->n; i++) {
@@ -184,7 +219,7 @@ qn_status qn_gptq_model_run(qn_model* m, const char* calib_path, const qn_gptq_m
   int64_t T = w.off[w.n_win];
   float* xs = malloc(sizeof(float) * (size_t)T * (size_t)hp->dim);
   int* pos = malloc(sizeof(int) * (size_t)ctx);
-  out->w = calloc((size_t)hp->n_layers * 7 + 1, sizeof *out->w);
+  out->w = calloc((size_t)hp->n_layers * 7 + 2, sizeof *out->w); /* + the head */
   qn_ctx* c = NULL;
   qn_status st = xs && pos && out->w ? QN_OK
                                      : qn_error(QN_ENOMEM,
@@ -196,14 +231,24 @@ qn_status qn_gptq_model_run(qn_model* m, const char* calib_path, const qn_gptq_m
     for (int i = 0; i < ctx; i++) pos[i] = i;
     embed(m, &w, xs);
   }
+  /* the head: output.weight, or the embedding when tied */
+  const char* head_name = hp->tied_embeddings ? "token_embd.weight" : "output.weight";
+  qn_qtype head_scheme = o->scheme_of(o->scheme_user, head_name);
+  bool head = qn_gptq_supports(head_scheme);
+  int total = hp->n_layers + (head ? 1 : 0);
   const qn_act_site order[4] = {QN_SITE_ATTN_IN, QN_SITE_ATTN_OUT, QN_SITE_FFN_IN, QN_SITE_FFN_MID};
   for (int l = 0; l < hp->n_layers && st == QN_OK; l++) {
     swapped sw = {0};
     for (int s = 0; s < 4 && st == QN_OK; s++)
       st = quantize_site(m, c, &w, xs, pos, l, order[s], o, out, &sw);
-    if (st == QN_OK && l + 1 < hp->n_layers) layer_pass(c, &w, xs, hp->dim, l, pos, true);
+    if (st == QN_OK && (l + 1 < hp->n_layers || head)) layer_pass(c, &w, xs, hp->dim, l, pos, true);
     restore(&sw);
-    if (st == QN_OK && o->progress && o->progress(o->progress_user, "gptq", l + 1, hp->n_layers))
+    if (st == QN_OK && o->progress && o->progress(o->progress_user, "gptq", l + 1, total))
+      st = qn_error(QN_EINVAL, "cancelled");
+  }
+  if (st == QN_OK && head) {
+    st = quantize_head(m, &w, xs, head_name, head_scheme, o, out);
+    if (st == QN_OK && o->progress && o->progress(o->progress_user, "gptq", total, total))
       st = qn_error(QN_EINVAL, "cancelled");
   }
   out->tokens = T;

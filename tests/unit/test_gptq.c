@@ -4,7 +4,10 @@
  * H = I (damp 0 or not) it equals RTN byte for byte; the stored codes decode bit-exactly
  * to the weights GPTQ returns; dead input columns (diag H = 0) become 0 weights; the
  * Hessian accumulator matches 2/N X^T X computed directly; unsupported schemes and bad
- * arguments are refused. */
+ * arguments are refused. The sequential driver on a real model quantizes every linear weight
+ * of the blocks and the output head (output.weight when untied, token_embd.weight when tied;
+ * none when the head's scheme is not GPTQ's), its head differs from round-to-nearest, and
+ * the model's weights are restored. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +16,9 @@
 #include "testutil.h"
 #include "calib/gptq.h"
 #include "calib/hessian.h"
+#include "model/model.h"
 #include "quant/qtype.h"
+#include "quant/quantize_matrix.h"
 
 static unsigned g_seed = 12345u;
 static double urand(void) {
@@ -240,11 +245,76 @@ static void test_refusals(void** s) {
   assert_int_equal(qn_gptq_quantize(QN_QTYPE_Q4_G32, w, 1, 8, h, &o, p, sc), QN_EINVAL);
 }
 
+static qn_qtype all_int4(void* user, const char* name) {
+  (void)user, (void)name;
+  return QN_QTYPE_Q4_G32;
+}
+
+static qn_qtype f32_head(void* user, const char* name) {
+  (void)user;
+  return strcmp(name, "output.weight") && strcmp(name, "token_embd.weight") ? QN_QTYPE_Q4_G32
+                                                                            : QN_QTYPE_F32;
+}
+
+/* Runs the driver on a model; checks the head entry is `head` (NULL: none). */
+static void check_model(const char* model, const char* calib, const char* head,
+                        qn_qtype (*scheme_of)(void*, const char*)) {
+  qn_model* m = NULL;
+  assert_int_equal(qn_model_open(model, NULL, &m), QN_OK);
+  const qn_hparams* hp = &m->src->hp;
+  const void* out_data = m->w.output.data;
+  qn_gptq_model_opts o;
+  memset(&o, 0, sizeof o);
+  o.gptq.damp = QN_GPTQ_DEFAULT_DAMP;
+  o.max_tokens = 256;
+  o.ctx = 128;
+  o.scheme_of = scheme_of;
+  qn_gptq_result r;
+  assert_int_equal(qn_gptq_model_run(m, calib, &o, &r), QN_OK);
+  assert_int_equal(r.n, hp->n_layers * 7 + (head ? 1 : 0));
+  assert_true(m->w.output.data == out_data); /* restored */
+  const char* names[2] = {"output.weight", "token_embd.weight"};
+  for (int k = 0; k < 2; k++) {
+    const qn_gptq_weight* gw = qn_gptq_result_find(&r, names[k]);
+    if (!head || strcmp(head, names[k])) {
+      assert_null(gw);
+      continue;
+    }
+    assert_non_null(gw);
+    assert_true(gw->rows == hp->vocab_size && gw->cols == hp->dim);
+    float* w = xmalloc(sizeof(float) * (size_t)(gw->rows * gw->cols));
+    assert_int_equal(qn_qtensor_dequant(&m->w.output, w), QN_OK);
+    qbuf a = rtn(gw->scheme, w, (int)gw->rows, (int)gw->cols);
+    size_t pb = qn_qtype_row_bytes(gw->scheme, gw->cols) * (size_t)gw->rows;
+    assert_true(memcmp(a.payload, gw->payload, pb) != 0); /* error feedback changed codes */
+    print_message("%s: head %s by GPTQ (%d weights in all)\n", model, names[k], r.n);
+    qbuf_free(&a);
+    free(w);
+  }
+  qn_gptq_result_free(&r);
+  qn_model_free(m);
+}
+
+static void test_model_head(void** s) {
+  (void)s;
+  const char* def = QN_SOURCE_DIR "/models/default";
+  const char* dcal = QN_SOURCE_DIR "/text/default-calib.txt";
+  check_model(def, dcal, "output.weight", all_int4);
+  check_model(def, dcal, NULL, f32_head);
+  const char* mp = qt_shared("models/stories260K/stories260K.bin");
+  const char* tp = qt_shared("text/tinystories-valid-head80k.txt");
+  if (!mp || !tp) {
+    print_message("SKIPPED (tied head): stories260K is not in ../shared\n");
+    return;
+  }
+  check_model(mp, tp, "token_embd.weight", all_int4);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hessian_direct),  cmocka_unit_test(test_beats_rtn),
       cmocka_unit_test(test_identity_is_rtn), cmocka_unit_test(test_dead_columns),
-      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_refusals),        cmocka_unit_test(test_model_head),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
