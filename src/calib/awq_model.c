@@ -192,7 +192,10 @@ static qn_status collect_site(run* R, int l, qn_act_site site, int width, float*
   else {
     R->c->observe = on_observe;
     R->c->observe_user = &hk;
+    R->c->stop_early = true; /* nothing after the site is needed */
+    R->c->stop_site = site;
     layer_pass(R->c, &R->win, R->xs, R->m->src->hp.dim, l, R->pos, false);
+    R->c->stop_early = false;
     R->c->observe = NULL;
   }
   if (st == QN_OK) {

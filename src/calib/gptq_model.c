@@ -137,7 +137,10 @@ static qn_status quantize_site(qn_model* m, qn_ctx* c, const qn_token_windows* w
     hook hk = {l, site, &H};
     c->observe = on_observe;
     c->observe_user = &hk;
+    c->stop_early = true; /* nothing after the site is needed */
+    c->stop_site = site;
     layer_pass(c, w, xs, m->src->hp.dim, l, pos, false);
+    c->stop_early = false;
     c->observe = NULL;
     qn_hessian_finish(&H, h);
   }

@@ -162,6 +162,15 @@ void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq
 
   for (int l = l0; l < l1; l++) {
     const qn_layer_weights* lw = &w->layers[l];
+    /* the site a calibration pass wants in its last layer (see qn_forward_layers) */
+    const int stop = c->stop_early && l == l1 - 1 ? (int)c->stop_site : -1;
+    if (stop == QN_SITE_ATTN_IN) { /* the norm alone, as the fused op computes it */
+      for (int t = 0; t < n; t++)
+        qn_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->attn_norm, dim,
+                   hp->norm_eps);
+      observe(c, l, QN_SITE_ATTN_IN, c->xb, n, dim);
+      return;
+    }
     /* attention block */
     /* RMSNorm fused in front of q, k, v (one activation quantization, one row loop) */
     qn_fused_op attn_in = {.pre = QN_PRE_RMSNORM,
@@ -196,16 +205,29 @@ void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq
     }
     /* output projection into q (free now), then the residual */
     observe(c, l, QN_SITE_ATTN_OUT, c->xb, n, qd);
+    if (stop == QN_SITE_ATTN_OUT) return;
     qn_matmul(pool, &lw->wo, c->xb, n, c->q, c->scratch);
     for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->q[i];
 
     /* MLP block */
+    if (stop == QN_SITE_FFN_IN) {
+      for (int t = 0; t < n; t++)
+        qn_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->ffn_norm, dim,
+                   hp->norm_eps);
+      observe(c, l, QN_SITE_FFN_IN, c->xb, n, dim);
+      return;
+    }
     qn_fused_op ffn_in = {
         .pre = QN_PRE_RMSNORM, .x = c->x, .norm_w = lw->ffn_norm, .eps = hp->norm_eps, .in = c->xb};
     const qn_qtensor* gate_up[2] = {&lw->w_gate, &lw->w_up};
     float* gate_up_out[2] = {c->hb, c->hb2};
     qn_matmul_fused(pool, &ffn_in, gate_up, 2, n, gate_up_out, c->scratch);
     observe(c, l, QN_SITE_FFN_IN, c->xb, n, dim);
+    if (stop == QN_SITE_FFN_MID) { /* SwiGLU alone, as the fused op computes it */
+      for (int t = 0; t < n; t++) qn_swiglu(c->hb + (size_t)t * hid, c->hb2 + (size_t)t * hid, hid);
+      observe(c, l, QN_SITE_FFN_MID, c->hb, n, hid);
+      return;
+    }
     /* SwiGLU fused in front of down (its output quantized per token while in L1) */
     qn_fused_op ffn_mid = {.pre = QN_PRE_SWIGLU, .up = c->hb2, .in = c->hb};
     const qn_qtensor* down = &lw->w_down;

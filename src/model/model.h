@@ -39,6 +39,9 @@ struct qn_ctx {
   qn_model* m;
   qn_observe_fn observe; /* optional activation observer (calibration), NULL = none */
   void* observe_user;    /* passed to observe */
+  bool stop_early;       /* qn_forward_layers returns once stop_site of its last layer has
+                            been observed, skipping the products that do not feed it */
+  qn_act_site stop_site; /* with stop_early: ATTN_IN, ATTN_OUT, FFN_IN or FFN_MID */
   qn_kvcache kv;         /* keys/values of every sequence */
   /* activations for up to QN_MAX_BATCH tokens (rows = tokens) */
   float* x;              /* (batch, dim) residual stream */
@@ -62,7 +65,10 @@ qn_status qn_forward_batch(qn_ctx* c, const int* tokens, const int* pos, const i
                            float* logits, bool all_logits);
 /* Runs decoder blocks [l0, l1) on the residual stream c->x of n <= QN_MAX_BATCH tokens in
  * place (positions/sequences as for qn_forward_batch; observe hooks fire). Used by GPTQ to
- * advance stored activations one block at a time. */
+ * advance stored activations one block at a time. With c->stop_early it returns right after
+ * observing c->stop_site in layer l1 - 1 (c->x is then left mid-block): the observed values
+ * are the same as a whole pass gives, without the products after (or, for the RMSNorm and
+ * SwiGLU sites, the products consuming) the site. */
 void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq, int n);
 
 #endif
