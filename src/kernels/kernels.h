@@ -55,7 +55,9 @@ void qn_blas_set_threads(int n_threads);
 void qn_matmul_blas(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float* Y,
                     float* scratch);
 
-/* Batches of at least this many tokens send float-activation products to sgemm. */
+/* Batches of at least this many tokens send f32/f16/bf16 products to sgemm (levels above
+ * ref), as well as float-activation products no SIMD kernel takes; quantized schemes with
+ * a SIMD kernel have their own crossover (qn_fx_blas_min_tokens, kernels/x86/x86_kernels.h). */
 #define QN_BLAS_MIN_TOKENS 8
 
 /* ---- fused products: several matrices on one input, the input's producer in front ----
