@@ -24,7 +24,7 @@
  *     int16 X_k[32] for k = 0..3   X_k[i] = xq[128 b + 4 i + k] (0 past the row)
  *     int32 C[16]                  C[l] = -8 * sum_{j < 8} xq[128 b + 8 l + j]
  * C carries the codes' offset of 8: lane l of C + sum_k c_k * X_k is then
- * sum (q - 8) xq over its 8 columns, exact in int32 (|.| <= 8 * 8 * 32767 * 2). */
+ * sum (q - 8) xq over its 8 columns, exact in int32 (|.| <= 8 * 8 * 32767). */
 #ifndef QN_KERNELS_X86_FX_Q4_H
 #define QN_KERNELS_X86_FX_Q4_H
 
