@@ -55,8 +55,9 @@ static void* xmalloc(size_t n) {
 }
 
 /* rows x cols pairs: each size of the issue appears as rows and as cols. */
-static const int64_t k_shapes[][2] = {{1, 1},   {1, 4097},  {4097, 7},  {7, 172}, {172, 31},
-                                      {31, 33}, {33, 4097}, {172, 172}, {7, 1},   {33, 64}};
+static const int64_t k_shapes[][2] = {{1, 1},    {1, 4097}, {4097, 7},  {7, 172},
+                                      {172, 31}, {31, 33},  {33, 4097}, {172, 172},
+                                      {7, 1},    {33, 64},  {5, 255}};
 static const int k_tokens[] = {1, 2, 3, 5, 8, 70}; /* 70: three token tiles, one ragged */
 #define N_SHAPES (int)(sizeof k_shapes / sizeof k_shapes[0])
 #define N_TOKENS (int)(sizeof k_tokens / sizeof k_tokens[0])

@@ -32,11 +32,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "quant/qtype.h"
+
 #define Q4I_BLOCK_COLS 128  /* columns per block */
 #define Q4I_HEAD_BYTES 64   /* per-token header (sx) */
 #define Q4I_X_BYTES 256     /* 4 x 32 int16 activations of a block */
 #define Q4I_BLOCK_BYTES 320 /* activations + the 16 int32 offsets C */
 #define Q4I_XQ_MAX 32767.0f
+#define Q4I_PREFETCH_BYTES 8192 /* least distance of the kernels' software prefetch */
 
 /* Blocks of a row of cols columns, the ragged one included. */
 static inline int64_t q4i_blocks(int64_t cols) {
@@ -58,6 +61,51 @@ static inline int q4i_step_exponent(float amax) {
   if (e < -126) e = -126;
   while (e < 126 && ldexpf(amax, -e) > Q4I_XQ_MAX) e++;
   return e;
+}
+
+/* Everything a kernel block reads of one call, resolved once per call (both ISAs). */
+typedef struct q4i_mat {
+  const uint8_t* data;    /* payload of row 0; rows are row_bytes apart */
+  size_t row_bytes;       /* payload bytes per row (cols / 2 rounded up) */
+  const uint8_t* scales;  /* fp16 group scales of row 0; rows are scale_bytes apart */
+  size_t scale_bytes;     /* bytes of scales per row */
+  int64_t rows;           /* rows of W (the stride of Y between tokens) */
+  int64_t n_groups;       /* scale groups per row */
+  int64_t full_blocks;    /* whole 128-column blocks per row */
+  int64_t blocks;         /* blocks per row, the ragged one included */
+  int tail_bytes;         /* payload bytes of the ragged block (0..64) */
+  int gshift;             /* log2(group / 32): 0, 1, 2 */
+  const uint8_t* prep;    /* prepared activations (above), token 0 */
+  size_t prep_stride;     /* bytes between tokens in prep */
+  size_t prefetch_ahead;  /* bytes from a payload byte to the one prefetched with it: the
+                             same offset of a block of rows >= Q4I_PREFETCH_BYTES further */
+  size_t prefetch_scales; /* the same for the scales: as many rows ahead */
+  float* Y;               /* n x rows */
+} q4i_mat;
+
+/* Fills m for W, the prep of qn_q4_prep_*, and Y; rows_per_block: the kernel's row block
+ * (the prefetch distance is a whole number of them). */
+static inline void q4i_mat_init(q4i_mat* m, const qn_qtensor* W, const float* prep, float* Y,
+                                int rows_per_block) {
+  const int64_t cols = W->cols;
+  const int group = qn_qtype_traits_of(W->type)->group;
+  m->data = W->data;
+  m->row_bytes = (size_t)qn_qtype_row_bytes(W->type, cols);
+  m->scales = W->scales;
+  m->n_groups = qn_qtype_n_groups(W->type, cols);
+  m->scale_bytes = (size_t)m->n_groups * 2;
+  m->rows = W->rows;
+  m->full_blocks = cols / Q4I_BLOCK_COLS;
+  m->blocks = q4i_blocks(cols);
+  m->tail_bytes = (int)((cols % Q4I_BLOCK_COLS + 1) / 2);
+  m->gshift = group == 128 ? 2 : group == 64 ? 1 : 0;
+  m->prep = (const uint8_t*)prep;
+  m->prep_stride = q4i_token_bytes(cols);
+  size_t ahead = (Q4I_PREFETCH_BYTES + m->row_bytes - 1) / m->row_bytes;
+  ahead = (ahead + (size_t)rows_per_block - 1) / (size_t)rows_per_block * (size_t)rows_per_block;
+  m->prefetch_ahead = ahead * m->row_bytes;
+  m->prefetch_scales = ahead * m->scale_bytes;
+  m->Y = Y;
 }
 
 #endif

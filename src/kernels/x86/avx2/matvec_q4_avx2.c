@@ -16,32 +16,13 @@
 #include <string.h>
 
 #include "kernels/x86/fx_q4.h"
+#include "kernels/x86/fx_tiles.h"
 #include "kernels/x86/x86_kernels.h"
 
 #define Q4_INLINE static inline __attribute__((always_inline))
 
-#define Q4_ROWS 4              /* rows per block */
-#define Q4_TOKENS 2            /* most tokens per pass */
-#define Q4_PREFETCH_BYTES 8192 /* least distance of the software prefetch */
-
-/* Everything a block kernel reads, resolved once per call. */
-typedef struct q4_mat {
-  const uint8_t* data;    /* payload of row 0; rows are row_bytes apart */
-  size_t row_bytes;       /* payload bytes per row (cols / 2 rounded up) */
-  const uint8_t* scales;  /* fp16 group scales of row 0; rows are scale_bytes apart */
-  size_t scale_bytes;     /* bytes of scales per row */
-  int64_t rows;           /* rows of W (the stride of Y between tokens) */
-  int64_t n_groups;       /* scale groups per row */
-  int64_t full_blocks;    /* whole 128-column blocks per row */
-  int64_t blocks;         /* blocks per row, the ragged one included */
-  size_t tail_bytes;      /* payload bytes of the ragged block */
-  int gshift;             /* log2(group / 32): 0, 1, 2 */
-  const uint8_t* prep;    /* prepared activations (fx_q4.h), token 0 */
-  size_t prep_stride;     /* bytes between tokens in prep */
-  size_t prefetch_ahead;  /* bytes from a payload byte to the one prefetched with it */
-  size_t prefetch_scales; /* the same for the scales: as many rows ahead */
-  float* Y;               /* n x rows */
-} q4_mat;
+#define Q4_ROWS 4   /* rows per block */
+#define Q4_TOKENS 2 /* most tokens per pass */
 
 /* The fp16 values p[0 .. count-1] (count clamped to 8; nothing past them is read; the other
  * lanes 0) as floats. */
@@ -65,7 +46,7 @@ static inline float hsum(__m256 v) {
 }
 
 /* Rows r .. r+R-1, tokens t0 .. t0+T-1. */
-Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
+Q4_INLINE void q4_block(int R, int T, const q4i_mat* m, int64_t r, int t0) {
   __m256 acc[Q4_ROWS][Q4_TOKENS];
   const uint8_t* row[Q4_ROWS];
 #pragma GCC unroll 4
@@ -98,7 +79,7 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
         uint8_t tail[64];
         if (b >= m->full_blocks) {
           memset(tail, 0, sizeof tail);
-          memcpy(tail, p, m->tail_bytes);
+          memcpy(tail, p, (size_t)m->tail_bytes);
           p = tail;
         } else {
           _mm_prefetch((const char*)((uintptr_t)p + m->prefetch_ahead), _MM_HINT_T1);
@@ -142,9 +123,9 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
 }
 
 /* One instance per (R, T), so every loop above has constant bounds. */
-typedef void (*q4_block_fn)(const q4_mat* m, int64_t r, int t0);
+typedef void (*q4_block_fn)(const q4i_mat* m, int64_t r, int t0);
 #define Q4_DEF(R, T) \
-  static void q4_##R##_##T(const q4_mat* m, int64_t r, int t0) { q4_block(R, T, m, r, t0); }
+  static void q4_##R##_##T(const q4i_mat* m, int64_t r, int t0) { q4_block(R, T, m, r, t0); }
 Q4_DEF(1, 1)
 Q4_DEF(1, 2)
 Q4_DEF(4, 1)
@@ -208,39 +189,13 @@ void qn_q4_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep) {
 
 /* ---- entry point ------------------------------------------------------------------------ */
 
+static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
+  k_q4_blocks[full][T - 1](ctx, r, t0);
+}
+
 void qn_q4_rows_avx2(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,
                      int64_t r1) {
-  const int64_t cols = W->cols;
-  const qn_qtype_traits* tr = qn_qtype_traits_of(W->type);
-  q4_mat m;
-  m.data = W->data;
-  m.row_bytes = (size_t)qn_qtype_row_bytes(W->type, cols);
-  m.scales = W->scales;
-  m.n_groups = qn_qtype_n_groups(W->type, cols);
-  m.scale_bytes = (size_t)m.n_groups * 2;
-  m.rows = W->rows;
-  m.full_blocks = cols / Q4I_BLOCK_COLS;
-  m.blocks = q4i_blocks(cols);
-  m.tail_bytes = (size_t)((cols % Q4I_BLOCK_COLS + 1) / 2);
-  m.gshift = tr->group == 128 ? 2 : tr->group == 64 ? 1 : 0;
-  m.prep = (const uint8_t*)prep;
-  m.prep_stride = q4i_token_bytes(cols);
-  /* the same offset of a later block of rows, at least Q4_PREFETCH_BYTES ahead */
-  size_t ahead_rows = (Q4_PREFETCH_BYTES + m.row_bytes - 1) / m.row_bytes;
-  ahead_rows = (ahead_rows + Q4_ROWS - 1) / Q4_ROWS * Q4_ROWS;
-  m.prefetch_ahead = ahead_rows * m.row_bytes;
-  m.prefetch_scales = ahead_rows * m.scale_bytes;
-  m.Y = Y;
-  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) { /* tokens whose inputs stay in L2 */
-    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
-    for (int64_t r = r0; r < r1;) {
-      const int R = r1 - r >= Q4_ROWS ? Q4_ROWS : 1;
-      for (int t0 = tile; t0 < tile_end;) {
-        const int T = tile_end - t0 < Q4_TOKENS ? tile_end - t0 : Q4_TOKENS;
-        k_q4_blocks[R == Q4_ROWS][T - 1](&m, r, t0);
-        t0 += T;
-      }
-      r += R;
-    }
-  }
+  q4i_mat m;
+  q4i_mat_init(&m, W, prep, Y, Q4_ROWS);
+  qn_fx_for_blocks(&m, run_block, r0, r1, n, Q4_ROWS, Q4_TOKENS);
 }

@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "kernels/x86/fx_kind.h"
+#include "kernels/x86/fx_tiles.h"
 #include "kernels/x86/x86_kernels.h"
 
 #define FX_INLINE static inline __attribute__((always_inline))
@@ -391,6 +392,17 @@ static const fx_block_fn k_blocks[FX_KINDS][2][FX_TOKENS] = {
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
+/* One call's matrix and family, for qn_fx_for_blocks. */
+typedef struct fx_call {
+  const fx_mat* m; /* the resolved matrix */
+  fx_kind kind;    /* its kernel family */
+} fx_call;
+
+static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
+  const fx_call* c = ctx;
+  k_blocks[c->kind][full][T - 1](c->m, r, t0);
+}
+
 static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const float* X,
                         const float* prep, float* Y) {
   const int64_t cols = W->cols;
@@ -460,16 +472,6 @@ void qn_fx_rows_avx512(const qn_qtensor* W, const float* X, const float* prep, i
   }
   fx_mat m;
   fx_mat_init(&m, kind, W, X, prep, Y);
-  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) { /* tokens whose inputs stay in L2 */
-    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
-    for (int64_t r = r0; r < r1;) {
-      const int R = r1 - r >= FX_ROWS ? FX_ROWS : 1;
-      for (int t0 = tile; t0 < tile_end;) {
-        const int T = tile_end - t0 < FX_TOKENS ? tile_end - t0 : FX_TOKENS;
-        k_blocks[kind][R == FX_ROWS][T - 1](&m, r, t0);
-        t0 += T;
-      }
-      r += R;
-    }
-  }
+  const fx_call call = {&m, kind};
+  qn_fx_for_blocks(&call, run_block, r0, r1, n, FX_ROWS, FX_TOKENS);
 }

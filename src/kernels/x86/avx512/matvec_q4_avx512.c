@@ -25,32 +25,13 @@
 #include <string.h>
 
 #include "kernels/x86/fx_q4.h"
+#include "kernels/x86/fx_tiles.h"
 #include "kernels/x86/x86_kernels.h"
 
 #define Q4_INLINE static inline __attribute__((always_inline))
 
-#define Q4_ROWS 4              /* rows per block */
-#define Q4_TOKENS 4            /* most tokens per pass */
-#define Q4_PREFETCH_BYTES 8192 /* least distance of the software prefetch */
-
-/* Everything a block kernel reads, resolved once per call. */
-typedef struct q4_mat {
-  const uint8_t* data;    /* payload of row 0; rows are row_bytes apart */
-  size_t row_bytes;       /* payload bytes per row (cols / 2 rounded up) */
-  const uint8_t* scales;  /* fp16 group scales of row 0; rows are scale_bytes apart */
-  size_t scale_bytes;     /* bytes of scales per row */
-  int64_t rows;           /* rows of W (the stride of Y between tokens) */
-  int64_t n_groups;       /* scale groups per row */
-  int64_t full_blocks;    /* whole 128-column blocks per row */
-  int64_t blocks;         /* blocks per row, the ragged one included */
-  __mmask64 tail_kb;      /* payload bytes of the ragged block */
-  int gshift;             /* log2(group / 32): 0, 1, 2 */
-  const uint8_t* prep;    /* prepared activations (fx_q4.h), token 0 */
-  size_t prep_stride;     /* bytes between tokens in prep */
-  size_t prefetch_ahead;  /* bytes from a payload byte to the one prefetched with it */
-  size_t prefetch_scales; /* the same for the scales: as many rows ahead */
-  float* Y;               /* n x rows */
-} q4_mat;
+#define Q4_ROWS 4   /* rows per block */
+#define Q4_TOKENS 4 /* most tokens per pass */
 
 /* The fp16 values p[0 .. count-1] (count clamped to 16; nothing past them is read; the other
  * lanes 0) as floats. */
@@ -61,7 +42,7 @@ Q4_INLINE __m512 load_f16x16(const uint8_t* p, int64_t count) {
 }
 
 /* Rows r .. r+R-1, tokens t0 .. t0+T-1. */
-Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
+Q4_INLINE void q4_block(int R, int T, const q4i_mat* m, int64_t r, int t0) {
   __m512 acc[Q4_ROWS][Q4_TOKENS];
   const uint8_t* row[Q4_ROWS];
 #pragma GCC unroll 4
@@ -75,6 +56,8 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
   /* lane l of a block sums columns 8l..8l+7: group (4 b + l / 4) >> gshift of the batch */
   const __m512i lane_group = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const int64_t per_batch = (int64_t)4 << m->gshift; /* blocks per 16 scale groups */
+  const __mmask64 tail_kb =
+      m->tail_bytes >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << m->tail_bytes) - 1;
   for (int64_t b0 = 0; b0 < m->blocks; b0 += per_batch) {
     const int64_t g0 = (b0 * 4) >> m->gshift;
     __m512 sc[Q4_ROWS];
@@ -86,7 +69,7 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
     }
     const int64_t b1 = b0 + per_batch < m->blocks ? b0 + per_batch : m->blocks;
     for (int64_t b = b0; b < b1; b++) {
-      const __mmask64 kb = b < m->full_blocks ? ~(__mmask64)0 : m->tail_kb; /* no branch */
+      const __mmask64 kb = b < m->full_blocks ? ~(__mmask64)0 : tail_kb; /* no branch */
       const __m512i gi = _mm512_srli_epi32(
           _mm512_add_epi32(lane_group, _mm512_set1_epi32((int)(4 * (b - b0)))), m->gshift);
       const uint8_t* xb = xs + (size_t)b * Q4I_BLOCK_BYTES;
@@ -125,9 +108,9 @@ Q4_INLINE void q4_block(int R, int T, const q4_mat* m, int64_t r, int t0) {
 }
 
 /* One instance per (R, T), so every loop above has constant bounds. */
-typedef void (*q4_block_fn)(const q4_mat* m, int64_t r, int t0);
+typedef void (*q4_block_fn)(const q4i_mat* m, int64_t r, int t0);
 #define Q4_DEF(R, T) \
-  static void q4_##R##_##T(const q4_mat* m, int64_t r, int t0) { q4_block(R, T, m, r, t0); }
+  static void q4_##R##_##T(const q4i_mat* m, int64_t r, int t0) { q4_block(R, T, m, r, t0); }
 Q4_DEF(1, 1)
 Q4_DEF(1, 2)
 Q4_DEF(1, 3)
@@ -202,40 +185,13 @@ void qn_q4_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep) 
 
 /* ---- entry point ------------------------------------------------------------------------ */
 
+static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
+  k_q4_blocks[full][T - 1](ctx, r, t0);
+}
+
 void qn_q4_rows_avx512(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,
                        int64_t r1) {
-  const int64_t cols = W->cols;
-  const qn_qtype_traits* tr = qn_qtype_traits_of(W->type);
-  q4_mat m;
-  m.data = W->data;
-  m.row_bytes = (size_t)qn_qtype_row_bytes(W->type, cols);
-  m.scales = W->scales;
-  m.n_groups = qn_qtype_n_groups(W->type, cols);
-  m.scale_bytes = (size_t)m.n_groups * 2;
-  m.rows = W->rows;
-  m.full_blocks = cols / Q4I_BLOCK_COLS;
-  m.blocks = q4i_blocks(cols);
-  const int64_t tail_bytes = (cols % Q4I_BLOCK_COLS + 1) / 2;
-  m.tail_kb = tail_bytes ? ((__mmask64)1 << tail_bytes) - 1 : 0;
-  m.gshift = tr->group == 128 ? 2 : tr->group == 64 ? 1 : 0;
-  m.prep = (const uint8_t*)prep;
-  m.prep_stride = q4i_token_bytes(cols);
-  /* the same offset of a later block of rows, at least Q4_PREFETCH_BYTES ahead */
-  size_t ahead_rows = (Q4_PREFETCH_BYTES + m.row_bytes - 1) / m.row_bytes;
-  ahead_rows = (ahead_rows + Q4_ROWS - 1) / Q4_ROWS * Q4_ROWS;
-  m.prefetch_ahead = ahead_rows * m.row_bytes;
-  m.prefetch_scales = ahead_rows * m.scale_bytes;
-  m.Y = Y;
-  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) { /* tokens whose inputs stay in L2 */
-    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
-    for (int64_t r = r0; r < r1;) {
-      const int R = r1 - r >= Q4_ROWS ? Q4_ROWS : 1;
-      for (int t0 = tile; t0 < tile_end;) {
-        const int T = tile_end - t0 < Q4_TOKENS ? tile_end - t0 : Q4_TOKENS;
-        k_q4_blocks[R == Q4_ROWS][T - 1](&m, r, t0);
-        t0 += T;
-      }
-      r += R;
-    }
-  }
+  q4i_mat m;
+  q4i_mat_init(&m, W, prep, Y, Q4_ROWS);
+  qn_fx_for_blocks(&m, run_block, r0, r1, n, Q4_ROWS, Q4_TOKENS);
 }
