@@ -172,7 +172,9 @@ void qn_matmul_fused(qn_pool* pool, const qn_fused_op* op, const qn_qtensor* con
 #ifdef QN_HAVE_X86_KERNELS
   float* p = tail;
   for (int i = 0; i < nw; i++) {
-    if (all_fx) {
+    if (all_fx && i > 0 && W[i]->type == W[i - 1]->type) {
+      j.prep[i] = j.prep[i - 1]; /* same input and scheme: the same prep */
+    } else if (all_fx) {
       if (isa == QN_ISA_AVX512)
         qn_fx_prep_avx512(W[i], op->in, n, p);
       else
