@@ -39,29 +39,36 @@ static double ppl_at(const char* model, qn_isa isa, const char* text, size_t len
   return r.ppl;
 }
 
+/* Opens model at level isa with a one-sequence context of n_ctx positions; returns the
+ * vocabulary size. */
+static int open_at(const char* model, qn_isa isa, int n_ctx, qn_model** m, qn_ctx** c) {
+  qn_isa_force(isa);
+  assert_int_equal(qn_model_open(model, NULL, m), QN_OK);
+  qn_model_info info;
+  qn_model_get_info(*m, &info);
+  assert_int_equal(qn_ctx_new(*m, n_ctx, 1, c), QN_OK);
+  return info.vocab_size;
+}
+
 /* Perplexity of the first 128 tokens of text fed one token per forward call (every product
  * through the decode kernels) at level isa. */
 static double decode_ppl_at(const char* model, qn_isa isa, const char* text, size_t len) {
-  qn_isa_force(isa);
   qn_model* m = NULL;
-  assert_int_equal(qn_model_open(model, NULL, &m), QN_OK);
-  qn_model_info info;
-  qn_model_get_info(m, &info);
+  qn_ctx* c = NULL;
+  const int vocab = open_at(model, isa, 128, &m, &c);
   int* ids = NULL;
   int n = 0;
   assert_int_equal(qn_tokenize(m, text, len, true, &ids, &n), QN_OK);
   assert_true(n > 16);
   if (n > 128) n = 128;
-  qn_ctx* c = NULL;
-  assert_int_equal(qn_ctx_new(m, 128, 1, &c), QN_OK);
-  float* lg = malloc(sizeof(float) * (size_t)info.vocab_size);
+  float* lg = malloc(sizeof(float) * (size_t)vocab);
   assert_non_null(lg);
   double nll = 0.0;
   for (int p = 0; p + 1 < n; p++) {
     assert_int_equal(qn_ctx_forward(c, &ids[p], &p, NULL, 1, lg, false), QN_OK);
     double mx = lg[0], z = 0.0;
-    for (int i = 1; i < info.vocab_size; i++) mx = lg[i] > mx ? lg[i] : mx;
-    for (int i = 0; i < info.vocab_size; i++) z += exp((double)lg[i] - mx);
+    for (int i = 1; i < vocab; i++) mx = lg[i] > mx ? lg[i] : mx;
+    for (int i = 0; i < vocab; i++) z += exp((double)lg[i] - mx);
     nll += mx + log(z) - (double)lg[ids[p + 1]];
   }
   free(lg);
@@ -73,19 +80,15 @@ static double decode_ppl_at(const char* model, qn_isa isa, const char* text, siz
 
 /* Greedy logits of decode steps: the top-1 token of the last step through level isa. */
 static void decode_logits(const char* model, qn_isa isa, float* out, int steps) {
-  qn_isa_force(isa);
   qn_model* m = NULL;
-  assert_int_equal(qn_model_open(model, NULL, &m), QN_OK);
-  qn_model_info info;
-  qn_model_get_info(m, &info);
   qn_ctx* c = NULL;
-  assert_int_equal(qn_ctx_new(m, 64, 1, &c), QN_OK);
+  const int vocab = open_at(model, isa, 64, &m, &c);
   int tok = 1, pos = 0;
   for (int s = 0; s < steps; s++, pos++) {
-    float* lg = out + (size_t)s * (size_t)info.vocab_size;
+    float* lg = out + (size_t)s * (size_t)vocab;
     assert_int_equal(qn_ctx_forward(c, &tok, &pos, NULL, 1, lg, false), QN_OK);
     int best = 0;
-    for (int i = 1; i < info.vocab_size; i++)
+    for (int i = 1; i < vocab; i++)
       if (lg[i] > lg[best]) best = i;
     tok = best;
   }
