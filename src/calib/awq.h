@@ -27,7 +27,8 @@
  * activation energy and correlations of the group's channels); refinement passes then
  * re-choose each group's f for the whole row's error, cross terms between groups included
  * (qn_awq_clip_refine). The stored file is plain RTN of the clamped, scaled weights, so every
- * kernel runs it unchanged. */
+ * kernel runs it unchanged. An untied token embedding (a lookup, nothing to scale) gets the
+ * clipping search with G = identity: each group's own squared error. */
 #ifndef QN_CALIB_AWQ_H
 #define QN_CALIB_AWQ_H
 

@@ -478,12 +478,63 @@ static qn_status quantize_site(run* R, int l, qn_act_site site, swapped* sw) {
   return st;
 }
 
-/* The residual stream entering block 0: token embeddings. */
-static void embed(const qn_model* m, const qn_token_windows* w, float* xs) {
+/* AWQ's clipping search for an untied token embedding. A lookup has no input to scale, and
+ * the "output" of row t is the row itself (the one-hot input's G is diagonal: the frequency of
+ * token t), so each group's clip minimises its own squared error, i.e. G = identity per row;
+ * with no cross terms between groups there is nothing to refine. The effective (clipped,
+ * quantized) rows go to *eff (vocab x dim, caller frees) for the stream entering block 0;
+ * *eff stays NULL when the embedding is tied, not quantized by an AWQ scheme, or clipping is
+ * off. */
+static qn_status clip_embedding(run* R, float** eff) {
+  const qn_hparams* hp = &R->m->src->hp;
+  *eff = NULL;
+  qn_qtype t = R->o->scheme_of(R->o->scheme_user, "token_embd.weight");
+  if (hp->tied_embeddings || R->o->no_clip || !qn_awq_supports(t)) return QN_OK;
+  const qn_qtensor* e = &R->m->w.tok_embd;
+  const int64_t rows = e->rows, cols = e->cols;
+  int64_t gw = qn_awq_clip_group(t, cols), ng = (cols + gw - 1) / gw;
+  float* w = malloc(sizeof(float) * (size_t)(rows * cols));
+  float* out = malloc(sizeof(float) * (size_t)(rows * cols));
+  float* g = calloc((size_t)(cols * cols), sizeof(float));
+  uint8_t* step = malloc((size_t)(rows * ng));
+  qn_status st = w && out && g && step ? QN_OK : qn_error(QN_ENOMEM, "out of memory");
+  if (st == QN_OK) st = qn_qtensor_dequant(e, w);
+  for (int64_t j = 0; st == QN_OK && j < cols; j++) g[j * cols + j] = 1.0f;
+  if (st == QN_OK) st = qn_awq_clip_search(t, w, rows, cols, NULL, g, &R->b, step);
+  if (st == QN_OK) {
+    qn_awq_clip_apply(t, step, w, rows, cols);
+    st = qn_awq_fake_quant(t, w, rows, cols, &R->b, out);
+  }
+  if (st == QN_OK) {
+    qn_awq_clip* c = &R->res->clip[R->res->n_clip++];
+    snprintf(c->name, sizeof c->name, "token_embd.weight");
+    c->scheme = t;
+    c->rows = rows;
+    c->cols = cols;
+    c->step = step;
+    step = NULL;
+    *eff = out;
+    out = NULL;
+  }
+  free(step);
+  free(g);
+  free(out);
+  free(w);
+  return st;
+}
+
+/* The residual stream entering block 0: token embeddings (the effective quantized rows eff
+ * when AWQ clipped the embedding, else the model's). */
+static void embed(const qn_model* m, const qn_token_windows* w, const float* eff, float* xs) {
   const qn_qtensor* e = &m->w.tok_embd;
   const qn_qtype_traits* tr = qn_qtype_traits_of(e->type);
   int dim = m->src->hp.dim;
-  for (int64_t t = 0; t < w->off[w->n_win]; t++) tr->dequant_row(e, w->ids[t], xs + t * dim);
+  for (int64_t t = 0; t < w->off[w->n_win]; t++) {
+    if (eff)
+      memcpy(xs + t * dim, eff + (int64_t)w->ids[t] * dim, sizeof(float) * (size_t)dim);
+    else
+      tr->dequant_row(e, w->ids[t], xs + t * dim);
+  }
 }
 
 /* Largest weight AWQ may touch (elements). */
@@ -529,7 +580,10 @@ static qn_status run_init(run* R, qn_model* m, const char* calib_path, const qn_
   QN_TRY(qn_awq_scratch_init(&R->b, largest_weight(m), o->n_threads));
   QN_TRY(qn_ctx_new(m, ctx, 1, &R->c));
   out->tokens = T;
-  embed(m, &R->win, R->xs);
+  float* eff = NULL;
+  QN_TRY(clip_embedding(R, &eff));
+  embed(m, &R->win, eff, R->xs);
+  free(eff);
   return QN_OK;
 }
 
