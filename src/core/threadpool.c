@@ -72,9 +72,11 @@ struct qn_pool {
   void* arg;     /* its argument */
   int64_t n;     /* items */
   int n_parts;   /* ranges the job is split into (<= n_threads) */
+  int64_t chunk; /* > 0: items are claimed in chunks of this many from `next` (dynamic) */
   /* Synchronisation, one cache line per counter written by different threads. */
   alignas(64) atomic_uint_fast64_t generation; /* incremented per job and on shutdown */
   alignas(64) atomic_int pending;              /* helpers yet to finish the current job */
+  alignas(64) atomic_int_fast64_t next;        /* dynamic jobs: first item not yet claimed */
   alignas(64) atomic_int sleepers;             /* helpers blocked (or blocking) on cv_work */
   atomic_int caller_sleeping;                  /* 1 while the caller blocks on cv_done */
   atomic_int stop;                             /* 1 once qn_pool_free began */
@@ -187,6 +189,22 @@ static void wait_for_helpers(qn_pool* p) {
   pthread_mutex_unlock(&p->mu);
 }
 
+/* Worker tid's part of the current job: its contiguous range, or chunks claimed from `next`
+ * until none are left. */
+static void run_share(qn_pool* p, int tid) {
+  if (p->chunk > 0) {
+    for (;;) {
+      int64_t b = atomic_fetch_add_explicit(&p->next, p->chunk, memory_order_relaxed);
+      if (b >= p->n) return;
+      p->fn(p->arg, b, b + p->chunk < p->n ? b + p->chunk : p->n, tid);
+    }
+  }
+  if (tid >= p->n_parts) return;
+  int64_t b, e;
+  part_range(p->n, p->n_parts, tid, &b, &e);
+  if (e > b) p->fn(p->arg, b, e, tid);
+}
+
 static void* worker_main(void* arg) {
   worker_arg* wa = arg;
   qn_pool* p = wa->pool;
@@ -197,12 +215,7 @@ static void* worker_main(void* arg) {
   for (;;) {
     seen = wait_for_job(p, seen, &fails);
     if (atomic_load_explicit(&p->stop, memory_order_acquire)) return NULL;
-    int parts = p->n_parts;
-    if (tid < parts) {
-      int64_t b, e;
-      part_range(p->n, parts, tid, &b, &e);
-      if (e > b) p->fn(p->arg, b, e, tid);
-    }
+    run_share(p, tid);
     finish_job(p);
   }
 }
@@ -220,6 +233,7 @@ static qn_pool* pool_alloc(int n_threads) {
   p->n_threads = n_threads;
   atomic_init(&p->generation, 0);
   atomic_init(&p->pending, 0);
+  atomic_init(&p->next, 0);
   atomic_init(&p->sleepers, 0);
   atomic_init(&p->caller_sleeping, 0);
   atomic_init(&p->stop, 0);
@@ -278,6 +292,21 @@ void qn_pool_free(qn_pool* p) {
 
 int qn_pool_size(const qn_pool* p) { return p ? p->n_threads : 1; }
 
+/* Posts [0, n) split in `parts` ranges, or claimed in chunks of `chunk` (> 0), runs the
+ * caller's share and waits for the helpers. */
+static void run_job(qn_pool* p, int64_t n, int parts, int64_t chunk, qn_pool_fn fn, void* arg) {
+  p->fn = fn;
+  p->arg = arg;
+  p->n = n;
+  p->n_parts = parts;
+  p->chunk = chunk;
+  atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+  atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+  publish_job(p); /* seq_cst: also publishes next and pending */
+  run_share(p, 0);
+  wait_for_helpers(p);
+}
+
 void qn_pool_for(qn_pool* p, int64_t n, int64_t min_chunk, qn_pool_fn fn, void* arg) {
   if (n <= 0) return;
   if (min_chunk < 1) min_chunk = 1;
@@ -288,16 +317,17 @@ void qn_pool_for(qn_pool* p, int64_t n, int64_t min_chunk, qn_pool_fn fn, void* 
     fn(arg, 0, n, 0);
     return;
   }
-  p->fn = fn;
-  p->arg = arg;
-  p->n = n;
-  p->n_parts = parts;
-  atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-  publish_job(p);
-  int64_t b, e;
-  part_range(n, parts, 0, &b, &e);
-  fn(arg, b, e, 0);
-  wait_for_helpers(p);
+  run_job(p, n, parts, 0, fn, arg);
+}
+
+void qn_pool_for_dynamic(qn_pool* p, int64_t n, int64_t chunk, qn_pool_fn fn, void* arg) {
+  if (n <= 0) return;
+  if (chunk < 1) chunk = 1;
+  if (!p || p->n_threads == 1 || n <= chunk) {
+    fn(arg, 0, n, 0);
+    return;
+  }
+  run_job(p, n, p->n_threads, chunk, fn, arg);
 }
 
 static void empty_body(void* arg, int64_t begin, int64_t end, int tid) {

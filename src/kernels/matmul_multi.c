@@ -14,6 +14,12 @@
 
 /* Rows per work item of phase 2 (the packed layouts' row block). */
 #define ROWS_PER_ITEM 16
+/* Phase 2 of products with at most this many tokens (memory-bound: decode and small
+ * batches) hands out its items dynamically, about QN_MULTI_CHUNKS_PER_THREAD chunks per
+ * worker, so a worker slowed by another process on its core does not hold up the step;
+ * larger batches split statically (each worker's rows reuse the same activations). */
+#define QN_MULTI_DYNAMIC_TOKENS 8
+#define QN_MULTI_CHUNKS_PER_THREAD 8
 
 typedef enum path {
   PATH_I8,    /* int8 activations, packed weights, SIMD rows */
@@ -185,5 +191,11 @@ void qn_matmul_fused(qn_pool* pool, const qn_fused_op* op, const qn_qtensor* con
     j.item0[i + 1] = j.item0[i] + (W[i]->rows + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
   }
 #endif
-  qn_pool_for(pool, j.item0[nw], 1, rows_items, &j);
+  const int64_t items = j.item0[nw];
+  if (n <= QN_MULTI_DYNAMIC_TOKENS) {
+    int64_t chunk = items / ((int64_t)qn_pool_size(pool) * QN_MULTI_CHUNKS_PER_THREAD);
+    qn_pool_for_dynamic(pool, items, chunk, rows_items, &j);
+  } else {
+    qn_pool_for(pool, items, 1, rows_items, &j);
+  }
 }

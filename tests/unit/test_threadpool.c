@@ -7,6 +7,9 @@
  *  - many back-to-back calls, calls after the helpers fell asleep (idle gaps), and a slow helper
  *    (the caller's sleeping wait);
  *  - pools created and freed repeatedly, with and without work, including free right after new;
+ *  - qn_pool_for_dynamic: every item once, in chunks aligned to and at most `chunk` long (one
+ *    call for all n with a single worker), for many n / chunk / thread counts; a worker slowed in
+ * every chunk runs far fewer of them;
  *  - argument checks and qn_pool_sync_overhead_ns returning a positive finite number. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -167,6 +170,82 @@ static void test_idle_gaps_and_slow_helper(void** state) {
   qn_pool_free(p);
 }
 
+/* ---- dynamic chunks ------------------------------------------------------------------------- */
+
+/* What a dynamic loop saw: visits per item, chunk shapes, and calls per tid. Each chunk's items
+ * are written by exactly one worker; the counters per tid are that tid's own. */
+typedef struct chunk_log {
+  int* visits;               /* [n] times each item was handled */
+  int64_t chunk;             /* chunk size asked for */
+  bool whole_ok;             /* one worker: [0, n) may come as one call */
+  int bad;                   /* a chunk not starting at a multiple of chunk, or too long */
+  int calls[MAX_THREADS];    /* chunks each tid ran */
+  long slow_us[MAX_THREADS]; /* sleep per chunk of each tid */
+} chunk_log;
+
+static void log_chunk(void* arg, int64_t begin, int64_t end, int tid) {
+  chunk_log* lg = arg;
+  if (tid < 0 || tid >= MAX_THREADS || end <= begin ||
+      (!lg->whole_ok && (begin % lg->chunk || end - begin > lg->chunk))) {
+    lg->bad = 1;
+    return;
+  }
+  lg->calls[tid]++;
+  if (lg->slow_us[tid]) sleep_us(lg->slow_us[tid]);
+  for (int64_t i = begin; i < end; i++) lg->visits[i]++;
+}
+
+static void check_dynamic(qn_pool* p, int64_t n, int64_t chunk, int slow_tid, chunk_log* lg) {
+  memset(lg, 0, sizeof *lg);
+  lg->visits = calloc((size_t)(n > 0 ? n : 1), sizeof(int));
+  assert_non_null(lg->visits);
+  lg->chunk = chunk < 1 ? 1 : chunk;
+  lg->whole_ok = qn_pool_size(p) == 1;
+  if (slow_tid >= 0) lg->slow_us[slow_tid] = 3000;
+  qn_pool_for_dynamic(p, n, chunk, log_chunk, lg);
+  assert_int_equal(lg->bad, 0);
+  for (int64_t i = 0; i < n; i++)
+    if (lg->visits[i] != 1)
+      fail_msg("dynamic n %lld chunk %lld: item %lld visited %d times", (long long)n,
+               (long long)chunk, (long long)i, lg->visits[i]);
+  free(lg->visits);
+}
+
+static void test_dynamic_chunks(void** state) {
+  (void)state;
+  const int64_t ns[] = {0, 1, 2, 7, 31, 33, 172, 4097};
+  const int64_t chunks[] = {0, 1, 3, 16, 5000};
+  chunk_log lg;
+  for (int nt = 1; nt <= 4; nt++) {
+    qn_pool* p = NULL;
+    assert_int_equal(qn_pool_new(nt, &p), QN_OK);
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+      for (size_t b = 0; b < sizeof chunks / sizeof chunks[0]; b++)
+        check_dynamic(p, ns[a], chunks[b], -1, &lg);
+    /* back to back: the shared counter restarts for every job */
+    for (int r = 0; r < 500; r++) check_dynamic(p, 64, 4, -1, &lg);
+    qn_pool_free(p);
+  }
+  check_dynamic(NULL, 100, 7, -1, &lg); /* no pool: serial */
+  assert_int_equal(lg.calls[0], 1);
+}
+
+/* A worker that sleeps in every chunk leaves most chunks to the other (a static split would
+ * give each of two workers half). */
+static void test_dynamic_slow_worker(void** state) {
+  (void)state;
+  qn_pool* p = NULL;
+  assert_int_equal(qn_pool_new(2, &p), QN_OK);
+  chunk_log lg;
+  for (int slow = 0; slow < 2; slow++) {
+    check_dynamic(p, 40, 1, slow, &lg);
+    int fast = 1 - slow;
+    if (!(lg.calls[fast] > lg.calls[slow] * 2))
+      fail_msg("slow tid %d ran %d chunks, the other %d", slow, lg.calls[slow], lg.calls[fast]);
+  }
+  qn_pool_free(p);
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
 static void test_create_free_repeatedly(void** state) {
@@ -220,6 +299,8 @@ int main(void) {
       cmocka_unit_test(test_null_pool_serial),
       cmocka_unit_test(test_back_to_back),
       cmocka_unit_test(test_idle_gaps_and_slow_helper),
+      cmocka_unit_test(test_dynamic_chunks),
+      cmocka_unit_test(test_dynamic_slow_worker),
       cmocka_unit_test(test_create_free_repeatedly),
       cmocka_unit_test(test_arguments),
       cmocka_unit_test(test_sync_overhead),
