@@ -48,13 +48,20 @@
  * 2-core host beside two busy processes: 1 ms of spinning cost ~2 ms per call, 200 us
  * ~0.5 ms, 10-30 us 0.13-0.18 ms, the sleep-only pool 0.11 ms). So spinning turns itself off
  * for the whole pool for QN_SPIN_OFF_NS (every waiter then sleeps at once) when it stops
- * paying: when a spinner sees a gap of QN_PREEMPT_NS between two of its clock reads (it was
- * descheduled), or when a waiter's spins time out often (each timeout adds QN_SPIN_FAIL_COST
- * to its score, each success takes 1 off, QN_SPIN_FAIL_LIMIT turns spinning off). A decode
- * step, ~180 back-to-back loops with a few timeouts at the token boundary, keeps spinning. */
+ * paying: when a waiter's spins fail often: each timeout, and each gap of QN_PREEMPT_NS
+ * between two of a spinner's clock reads (it was descheduled), adds QN_SPIN_FAIL_COST to its
+ * score, each success takes 1 off, QN_SPIN_FAIL_LIMIT turns spinning off. A decode step,
+ * ~180 back-to-back loops with a few timeouts at the token boundary, keeps spinning.
+ * The off period is short (5 ms), so a VM whose vCPUs are taken away now and then goes back
+ * to spinning within a token or two, while steady contention turns it off again after a few
+ * failed spins (~8 x 20 us per 5 ms). Measured on the 2-vCPU dev VM, tinyllama-1.1b int4-g32
+ * decode: with 100 ms off periods (and a single gap turning spinning off) the pool slept
+ * through about half of a 128-token decode (8-16 off periods, ~40 futex sleeps per token)
+ * and read 43.7-53.0 tok/s over four interleaved rounds; with this rule 44.8-53.1, and
+ * int8-channel 29.4-31.8 against 25.9-31.1 (docs/BENCHMARKS.md). */
 #define QN_PREEMPT_NS 50000
 #ifndef QN_SPIN_OFF_NS
-#define QN_SPIN_OFF_NS 100000000
+#define QN_SPIN_OFF_NS 5000000
 #endif
 #define QN_SPIN_FAIL_COST 8
 #define QN_SPIN_FAIL_LIMIT 64
@@ -106,7 +113,8 @@ static void spinning_off(qn_pool* p, int64_t now) {
 }
 
 /* Bounded busy wait: spins (with pause) until done(p, v); returns whether it came true. Gives
- * up after QN_SPIN_NS, at once while spinning is off, and when it finds it was descheduled;
+ * up after QN_SPIN_NS, at once while spinning is off, and when it finds it was descheduled
+ * (both count as failures);
  * *fails is the waiter's spin score. No sched_yield: on a shared core it hands the rest of the
  * time slice to another process, which makes the wait milliseconds long. */
 typedef bool (*spin_cond)(qn_pool* p, uint64_t v);
@@ -123,11 +131,7 @@ static bool spin_until(qn_pool* p, spin_cond done, uint64_t v, int* fails) {
     QN_CPU_RELAX();
     if (it % QN_SPIN_CHECK_EVERY) continue;
     int64_t t = now_ns();
-    if (t - last >= QN_PREEMPT_NS) {
-      spinning_off(p, t);
-      return false;
-    }
-    if (t - start >= QN_SPIN_NS) {
+    if (t - last >= QN_PREEMPT_NS || t - start >= QN_SPIN_NS) {
       if ((*fails += QN_SPIN_FAIL_COST) >= QN_SPIN_FAIL_LIMIT) {
         *fails = 0;
         spinning_off(p, t);
