@@ -172,10 +172,11 @@ qn_status qn_awq_model_run(struct qn_model* m, const char* calib_path, const qn_
                            qn_awq_result* out);
 void qn_awq_result_free(qn_awq_result* r);
 
-/* The run as a new JSON object (NULL when out of memory): tokens, seconds, gptq (bool), and
+/* The run as a new JSON object (NULL when out of memory): tokens, gptq (bool), and
  * sites [{layer (-1: head), site, alpha, family ("mean" | "duo" | "none"), err_rtn, err_awq,
  * err_final}] with the relative output errors of the site's layers at alpha 0 (RTN), at the
- * chosen scales (before clipping) and as stored (after clipping or GPTQ). */
+ * chosen scales (before clipping) and as stored (after clipping or GPTQ). No timing, so the
+ * same run writes the same file (the CLI prints the time). */
 cJSON* qn_awq_summary_json(const qn_awq_result* r);
 
 /* Quantizes the weight `name` (w: its f32 values after the folds of r->sm, rows x cols) as

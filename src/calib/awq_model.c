@@ -651,7 +651,6 @@ cJSON* qn_awq_summary_json(const qn_awq_result* r) {
   cJSON* j = cJSON_CreateObject();
   if (!j) return NULL;
   cJSON_AddNumberToObject(j, "tokens", (double)r->tokens);
-  cJSON_AddNumberToObject(j, "seconds", r->seconds);
   cJSON_AddBoolToObject(j, "gptq", r->gptq.n > 0);
   cJSON* sites = cJSON_AddArrayToObject(j, "sites");
   const qn_smooth* sm = r->sm;

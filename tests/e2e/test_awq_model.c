@@ -2,7 +2,7 @@
  * calibrate on the first 30 stories of the TinyStories text, evaluate per story on the next
  * 30, and require AWQ at int4-g32 to cut the mean KLD of round-to-nearest (same scheme) by at
  * least 15% and imp to beat RTN; their .qnz files record the method; both refuse to run
- * without calibration text. */
+ * without calibration text; two AWQ runs write byte-identical files. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +102,29 @@ static void test_methods_need_calib(void** state) {
   assert_non_null(strstr(qn_last_error(), "awq+gptq"));
 }
 
+/* Two AWQ runs with the same inputs write byte-identical files (no timing in the metadata). */
+static void test_awq_reproducible(void** state) {
+  (void)state;
+  char out[2][256];
+  char* bytes[2];
+  size_t len[2];
+  for (int k = 0; k < 2; k++) {
+    snprintf(out[k], sizeof out[k], "/tmp/qn_awq_e2e_%d_rep%d.qnz", (int)getpid(), k);
+    qn_quantize_opts o;
+    memset(&o, 0, sizeof o);
+    o.scheme = "int4-g32";
+    o.method = "awq";
+    o.calib_path = g_calib;
+    assert_int_equal(qn_quantize(g_model, out[k], &o, NULL), QN_OK);
+    bytes[k] = qt_read_file(out[k], &len[k]);
+    remove(out[k]);
+  }
+  assert_true(len[0] == len[1]);
+  assert_memory_equal(bytes[0], bytes[1], len[0]);
+  free(bytes[0]);
+  free(bytes[1]);
+}
+
 int main(void) {
   g_model = qt_shared("models/stories260K/stories260K.bin");
   const char* textp = qt_shared("text/tinystories-valid-head80k.txt");
@@ -115,6 +138,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_methods_need_calib),
       cmocka_unit_test(test_awq_and_imp_beat_rtn),
+      cmocka_unit_test(test_awq_reproducible),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   remove(g_calib);
