@@ -9,6 +9,7 @@
 #include "kernels/x86/x86_kernels.h"
 
 static qn_isa g_isa = (qn_isa)-1;
+static int g_ops_isa = -1; /* level of the element-wise ops and attention; -1: g_isa's */
 
 bool qn_isa_supported(qn_isa isa) {
   if (isa == QN_ISA_REF) return true;
@@ -40,6 +41,19 @@ qn_isa qn_isa_active(void) {
     qn_isa_force(want);
   }
   return g_isa;
+}
+
+qn_isa qn_isa_ops(void) { return g_ops_isa < 0 ? qn_isa_active() : (qn_isa)g_ops_isa; }
+
+int qn_isa_force_ops(int isa) {
+  if (isa < 0) {
+    g_ops_isa = -1;
+    return -1;
+  }
+  qn_isa l = (qn_isa)(isa > QN_ISA_AVX512 ? QN_ISA_AVX512 : isa);
+  while (l > QN_ISA_REF && !qn_isa_supported(l)) l = (qn_isa)(l - 1);
+  g_ops_isa = (int)l;
+  return g_ops_isa;
 }
 
 const char* qn_isa_name(qn_isa isa) {
@@ -83,7 +97,7 @@ void qn_matmul(qn_pool* pool, const qn_qtensor* W, const float* X, int n, float*
 
 void qn_rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
 #ifdef QN_HAVE_X86_KERNELS
-  qn_isa isa = qn_isa_active();
+  qn_isa isa = qn_isa_ops();
   if (isa == QN_ISA_AVX512) {
     qn_rmsnorm_avx512(out, x, w, n, eps);
     return;
@@ -98,7 +112,7 @@ void qn_rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
 
 void qn_softmax(float* x, int n) {
 #ifdef QN_HAVE_X86_KERNELS
-  qn_isa isa = qn_isa_active();
+  qn_isa isa = qn_isa_ops();
   if (isa == QN_ISA_AVX512) {
     qn_softmax_avx512(x, n);
     return;
@@ -113,7 +127,7 @@ void qn_softmax(float* x, int n) {
 
 void qn_swiglu(float* gate, const float* up, int64_t n) {
 #ifdef QN_HAVE_X86_KERNELS
-  qn_isa isa = qn_isa_active();
+  qn_isa isa = qn_isa_ops();
   if (isa == QN_ISA_AVX512) {
     qn_swiglu_avx512(gate, up, n);
     return;
@@ -129,7 +143,7 @@ void qn_swiglu(float* gate, const float* up, int64_t n) {
 void qn_attn_head(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
                   int head_dim, float scale, float* att, float* out) {
 #ifdef QN_HAVE_X86_KERNELS
-  qn_isa isa = qn_isa_active();
+  qn_isa isa = qn_isa_ops();
   if (isa == QN_ISA_AVX512) {
     qn_attn_head_avx512(q, k, v, kv_stride, n_pos, head_dim, scale, att, out);
     return;

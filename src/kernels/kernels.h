@@ -32,6 +32,14 @@ const char* qn_isa_name(qn_isa isa);
 /* Forces a level for the rest of the process (tests and benchmarks compare levels);
  * returns the level actually set (the best supported one <= isa). */
 qn_isa qn_isa_force(qn_isa isa);
+/* The level of the element-wise ops and attention (RMSNorm, softmax, SwiGLU, per-head and
+ * block attention): qn_isa_active() unless qn_isa_force_ops set one. Tests use it to swap
+ * only the products between levels: for the integer schemes, whose products are bit-exact on
+ * every level, the whole model's logits must then be bit-identical. */
+qn_isa qn_isa_ops(void);
+/* Pins the ops' level (the best supported one <= isa; returned), or with isa < 0 lets it
+ * follow qn_isa_active() again (returns -1). */
+int qn_isa_force_ops(int isa);
 
 /* Scratch floats qn_matmul needs for W with n tokens on a pool of n_threads. */
 size_t qn_matmul_scratch_floats(const qn_qtensor* W, int n, int n_threads);

@@ -89,7 +89,7 @@ static void attn_items(void* arg, int64_t b, int64_t e, int tid) {
 /* True when the batch is n >= 8 consecutive positions of one sequence whose score block
  * fits the scratch: then attention runs as matrix products (qn_attention_causal_blas). */
 static bool block_attention_ok(const qn_ctx* c, const int* pos, const int* seq, int n) {
-  if (qn_isa_active() == QN_ISA_REF || n < 8) return false;
+  if (qn_isa_ops() == QN_ISA_REF || n < 8) return false;
   for (int t = 1; t < n; t++)
     if (pos[t] != pos[0] + t || (seq && seq[t] != seq[0])) return false;
   return (size_t)n * (size_t)(pos[0] + n) <= c->att_blk_floats;

@@ -4,7 +4,10 @@
  * stories260K from ../shared when present (that part says SKIPPED when it is absent). Prefill
  * (batched, sgemm / int8 GEMM) and decode (one token per call, the matrix-vector kernels) are both
  * exercised: qn_eval_ppl scores whole windows in one call; the decode perplexity feeds the
- * same text one token per call; and a greedy generation compares logits step by step. */
+ * same text one token per call; and a greedy generation compares logits step by step.
+ * For the int8-activation schemes, whose products are exact integer math, swapping only the
+ * products (element-wise ops and attention pinned to one level with qn_isa_force_ops) must
+ * leave every logit bit-identical, batched and token by token. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +99,68 @@ static void decode_logits(const char* model, qn_isa isa, float* out, int steps) 
   qn_model_free(m);
 }
 
+/* Logits of the first n tokens of text in one batched call (the prefill kernels, block
+ * attention), products at level isa; returns n (<= max_n) and the logits in *out. */
+static int prefill_logits(const char* model, qn_isa isa, const char* text, size_t len, int max_n,
+                          float** out) {
+  qn_model* m = NULL;
+  qn_ctx* c = NULL;
+  const int vocab = open_at(model, isa, max_n, &m, &c);
+  int* ids = NULL;
+  int n = 0;
+  assert_int_equal(qn_tokenize(m, text, len, true, &ids, &n), QN_OK);
+  if (n > max_n) n = max_n;
+  int* pos = malloc(sizeof(int) * (size_t)n);
+  *out = malloc(sizeof(float) * (size_t)n * (size_t)vocab);
+  assert_non_null(pos);
+  assert_non_null(*out);
+  for (int i = 0; i < n; i++) pos[i] = i;
+  assert_int_equal(qn_ctx_forward(c, ids, pos, NULL, n, *out, true), QN_OK);
+  free(pos);
+  free(ids);
+  qn_ctx_free(c);
+  qn_model_free(m);
+  return n;
+}
+
+/* Integer schemes: with the element-wise ops and attention pinned to one level, swapping only
+ * the products between the reference and each SIMD level must give bit-identical logits,
+ * batched (prefill) and token by token (decode), since the integer products are exact. */
+static void check_products_exact(const char* model, const char* label, const char* text, size_t len,
+                                 int vocab) {
+  const int steps = 12;
+  float* dref = malloc(sizeof(float) * (size_t)steps * (size_t)vocab);
+  float* disa = malloc(sizeof(float) * (size_t)steps * (size_t)vocab);
+  assert_non_null(dref);
+  assert_non_null(disa);
+  for (int ops = QN_ISA_REF; ops <= QN_ISA_AVX512; ops++) {
+    if (!qn_isa_supported((qn_isa)ops)) continue;
+    qn_isa_force_ops(ops);
+    float *pref = NULL, *pisa = NULL;
+    int n = prefill_logits(model, QN_ISA_REF, text, len, 96, &pref);
+    decode_logits(model, QN_ISA_REF, dref, steps);
+    for (int isa = QN_ISA_AVX2; isa <= QN_ISA_AVX512; isa++) {
+      if (!qn_isa_supported((qn_isa)isa)) continue;
+      assert_int_equal(prefill_logits(model, (qn_isa)isa, text, len, 96, &pisa), n);
+      decode_logits(model, (qn_isa)isa, disa, steps);
+      bool same_p = memcmp(pref, pisa, sizeof(float) * (size_t)n * (size_t)vocab) == 0;
+      bool same_d = memcmp(dref, disa, sizeof(float) * (size_t)steps * (size_t)vocab) == 0;
+      printf(
+          "%-14s ops %-6s products ref vs %-6s: %d-token prefill logits %s, %d decode steps "
+          "%s\n",
+          label, qn_isa_name((qn_isa)ops), qn_isa_name((qn_isa)isa), n,
+          same_p ? "identical" : "DIFFER", steps, same_d ? "identical" : "DIFFER");
+      assert_true(same_p);
+      assert_true(same_d);
+      free(pisa);
+    }
+    free(pref);
+  }
+  qn_isa_force_ops(-1);
+  free(dref);
+  free(disa);
+}
+
 static void check_model(const char* model, const char* label, const char* text, size_t len,
                         double tol) {
   double ref = ppl_at(model, QN_ISA_REF, text, len);
@@ -164,6 +229,14 @@ static void run_schemes(const char* src, const char* name, const char* text_path
     snprintf(label, sizeof label, "%s %s", name, schemes[i]);
     bool i8 = strncmp(schemes[i], "w", 1) == 0;
     check_model(path, label, text, len, i8 ? PPL_REL_TOL_I8 : PPL_REL_TOL);
+    if (i8) {
+      qn_model* m = NULL;
+      assert_int_equal(qn_model_open(path, NULL, &m), QN_OK);
+      qn_model_info info;
+      qn_model_get_info(m, &info);
+      qn_model_free(m);
+      check_products_exact(path, label, text, len, info.vocab_size);
+    }
     remove(path);
   }
   free(text);
