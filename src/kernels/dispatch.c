@@ -155,3 +155,16 @@ void qn_attn_head(const float* q, const float* k, const float* v, size_t kv_stri
 #endif
   qn_attn_head_ref(q, k, v, kv_stride, n_pos, head_dim, scale, att, out);
 }
+
+void qn_attn_heads(const float* q, int n_q, const float* k, const float* v, size_t kv_stride,
+                   int n_pos, int head_dim, float scale, float* att, float* out) {
+#ifdef QN_HAVE_X86_KERNELS
+  if (qn_isa_ops() == QN_ISA_AVX512) {
+    qn_attn_heads_avx512(q, n_q, k, v, kv_stride, n_pos, head_dim, scale, att, out);
+    return;
+  }
+#endif
+  for (int i = 0; i < n_q; i++)
+    qn_attn_head(q + (size_t)i * head_dim, k, v, kv_stride, n_pos, head_dim, scale,
+                 att + (size_t)i * n_pos, out + (size_t)i * head_dim);
+}

@@ -108,6 +108,12 @@ void qn_swiglu(float* gate, const float* up, int64_t n);
 void qn_softmax(float* x, int n);
 void qn_attn_head(const float* q, const float* k, const float* v, size_t kv_stride, int n_pos,
                   int head_dim, float scale, float* att, float* out);
+/* n_q query heads that share one key/value head (grouped-query attention): q and out are
+ * n_q x head_dim (head after head), att n_q x n_pos scratch (head i's probabilities at
+ * att + i * n_pos). Every head's result is bit-identical to qn_attn_head at the same level;
+ * the AVX-512 level reads each chunk of keys and values once for all n_q heads. */
+void qn_attn_heads(const float* q, int n_q, const float* k, const float* v, size_t kv_stride,
+                   int n_pos, int head_dim, float scale, float* att, float* out);
 
 /* ---- schemes with int8 activations (traits->act != QN_ACT_FLOAT) ---- */
 

@@ -63,26 +63,30 @@ typedef struct attn_job {
   const int* pos;
   const int* seq;
   int n;
+  int parts; /* pieces each kv head's group of query heads is split into (work for all workers) */
 } attn_job;
 
-/* One (token, head) pair per item: softmax(q.k / sqrt(hd)) over positions 0..pos, then the
- * weighted sum of values, written to xb. */
+/* One (token, kv head, part) triple per item: for the part's query heads of the kv head's
+ * group, softmax(q.k / sqrt(hd)) over positions 0..pos, then the weighted sum of values,
+ * written to xb; the heads of a group share each read of the keys and values. */
 static void attn_items(void* arg, int64_t b, int64_t e, int tid) {
   const attn_job* j = arg;
   qn_ctx* c = j->c;
   const qn_hparams* hp = &c->m->src->hp;
-  const int hd = hp->head_dim, nh = hp->n_heads, kvd = hp->n_kv_heads * hd;
-  const int group = hp->n_heads / hp->n_kv_heads, qd = nh * hd;
+  const int hd = hp->head_dim, nh = hp->n_heads, nkv = hp->n_kv_heads, kvd = nkv * hd;
+  const int group = nh / nkv, qd = nh * hd;
   const float scale = 1.0f / sqrtf((float)hd);
-  float* att = c->att + (size_t)tid * (size_t)c->kv.n_ctx;
+  float* att = c->att + (size_t)tid * (size_t)group * (size_t)c->kv.n_ctx;
   for (int64_t it = b; it < e; it++) {
-    int t = (int)(it / nh), h = (int)(it % nh), kvh = h / group;
+    int t = (int)(it / ((int64_t)nkv * j->parts)), rest = (int)(it % ((int64_t)nkv * j->parts));
+    int kvh = rest / j->parts, part = rest % j->parts;
+    int h0 = kvh * group + group * part / j->parts,
+        h1 = kvh * group + group * (part + 1) / j->parts;
     int p = j->pos[t], s = j->seq ? j->seq[t] : 0;
-    const float* q = c->q + (size_t)t * qd + (size_t)h * hd;
     const float* k = qn_kvcache_k(&c->kv, j->layer, s, 0) + (size_t)kvh * hd;
     const float* v = qn_kvcache_v(&c->kv, j->layer, s, 0) + (size_t)kvh * hd;
-    qn_attn_head(q, k, v, (size_t)kvd, p + 1, hd, scale, att,
-                 c->xb + (size_t)t * qd + (size_t)h * hd);
+    qn_attn_heads(c->q + (size_t)t * qd + (size_t)h0 * hd, h1 - h0, k, v, (size_t)kvd, p + 1, hd,
+                  scale, att, c->xb + (size_t)t * qd + (size_t)h0 * hd);
   }
 }
 
@@ -200,8 +204,11 @@ void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq
     if (block_attention_ok(c, pos, seq, n)) {
       attention_block(c, l, pos, seq, n);
     } else {
-      attn_job aj = {c, l, pos, seq, n};
-      qn_pool_for(pool, (int64_t)n * hp->n_heads, 1, attn_items, &aj);
+      /* enough items for two per worker: split the groups when there are few kv heads */
+      const int group = hp->n_heads / hp->n_kv_heads, want = 2 * qn_pool_size(pool);
+      int parts = (want + n * hp->n_kv_heads - 1) / (n * hp->n_kv_heads);
+      attn_job aj = {c, l, pos, seq, n, parts < 1 ? 1 : parts > group ? group : parts};
+      qn_pool_for(pool, (int64_t)n * hp->n_kv_heads * aj.parts, 1, attn_items, &aj);
     }
     /* output projection into q (free now), then the residual */
     observe(c, l, QN_SITE_ATTN_OUT, c->xb, n, qd);

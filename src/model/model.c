@@ -136,7 +136,8 @@ qn_status qn_ctx_new(qn_model* m, int n_ctx, int n_seq, qn_ctx** out) {
     c->hb = malloc(sizeof(float) * B * hid);
     c->hb2 = malloc(sizeof(float) * B * hid);
     c->rope_cs = malloc(sizeof(float) * B * hd);
-    c->att = malloc(sizeof(float) * (size_t)threads * (size_t)n_ctx);
+    const size_t group = (size_t)(hp->n_heads / hp->n_kv_heads); /* query heads per kv head */
+    c->att = malloc(sizeof(float) * (size_t)threads * group * (size_t)n_ctx);
     c->att_blk_floats = B * (size_t)n_ctx;
     if (c->att_blk_floats > ((size_t)1 << 24)) c->att_blk_floats = (size_t)1 << 24;
     c->att_blk = malloc(sizeof(float) * c->att_blk_floats * (size_t)threads);

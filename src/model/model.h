@@ -52,7 +52,8 @@ struct qn_ctx {
   float* hb;             /* (batch, hidden) gate, then SwiGLU output */
   float* hb2;            /* (batch, hidden) up */
   float* rope_cs;        /* (batch, head_dim/2, 2) cos, sin per token and pair */
-  float* att;            /* (n_threads, n_ctx) attention scores per worker */
+  float* att;            /* (n_threads, group, n_ctx) attention scores per worker (group:
+                            query heads per kv head) */
   float* att_blk;        /* (threads, att_blk_floats) scores of a block of queries, one
                             slice per worker (batched path) */
   size_t att_blk_floats; /* floats in one worker's slice of att_blk */

@@ -17,7 +17,10 @@
  *    head_dim poisons the result): the SIMD kernel AND the reference stay within a bound of
  *    the exact result (double) derived from the conditioning of the softmax (bound_attention);
  *    a position that dominates by > 105 logits gives exactly its v row; out is not written
- *    past head_dim. */
+ *    past head_dim;
+ *  - grouped-query attention (qn_attn_heads, 1 / 3 / 8 / 17 query heads on one k/v head, the
+ *    same sizes) is bit-identical per head to the level's single-head kernel, on every level
+ *    including the reference. */
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
@@ -569,6 +572,52 @@ static void test_attention_one_hot(void** state) {
     }
 }
 
+/* qn_attn_heads (grouped-query attention through the dispatcher) at every level, with the ops
+ * pinned to it: each of n_q heads sharing one k/v head gets bit for bit what the level's
+ * single-head function gives it (probabilities included), and nothing is written past the
+ * n_q heads' outputs. */
+static void test_attention_grouped(void** state) {
+  (void)state;
+  static const int n_qs[] = {1, 3, 8, 17};
+  for (int lv = QN_ISA_REF; lv <= QN_ISA_AVX512; lv++) {
+    if (!qn_isa_supported((qn_isa)lv)) continue;
+    attn_fn single = qn_attn_head_ref;
+    for (int l = 0; l < N_LEVELS; l++)
+      if (k_levels[l].isa == (qn_isa)lv) single = k_levels[l].attn;
+    assert_int_equal(qn_isa_force_ops(lv), lv);
+    for (int hi = 0; hi < 5; hi++)
+      for (int pi = 0; pi < 5; pi++)
+        for (int qi = 0; qi < 4; qi++) {
+          const int hd = k_head_dims[hi], n_pos = k_positions[pi], n_q = n_qs[qi];
+          attn_case c = make_case(hd, n_pos, qi % 3);
+          float* q = xmalloc(sizeof(float) * (size_t)(n_q * hd));
+          fill_normal(q, n_q * hd, 1.0);
+          float* att = xmalloc(sizeof(float) * (size_t)n_q * (size_t)n_pos);
+          float* att1 = xmalloc(sizeof(float) * (size_t)n_pos);
+          float* out = guarded(n_q * hd);
+          float* out1 = xmalloc(sizeof(float) * (size_t)hd);
+          qn_attn_heads(q, n_q, c.k, c.v, c.stride, n_pos, hd, c.scale, att, out);
+          check_guard(out, n_q * hd, "grouped attention");
+          for (int i = 0; i < n_q; i++) {
+            single(q + (size_t)i * hd, c.k, c.v, c.stride, n_pos, hd, c.scale, att1, out1);
+            if (memcmp(out1, out + (size_t)i * hd, sizeof(float) * (size_t)hd) ||
+                memcmp(att1, att + (size_t)i * n_pos, sizeof(float) * (size_t)n_pos))
+              fail_msg(
+                  "%s grouped attention hd=%d n_pos=%d n_q=%d: head %d differs from the "
+                  "single-head kernel",
+                  qn_isa_name((qn_isa)lv), hd, n_pos, n_q, i);
+          }
+          free(out1);
+          free(out);
+          free(att1);
+          free(att);
+          free(q);
+          free_case(&c);
+        }
+  }
+  qn_isa_force_ops(-1);
+}
+
 int main(void) {
   bool any = false;
   for (int l = 0; l < N_LEVELS; l++) any = any || qn_isa_supported(k_levels[l].isa);
@@ -580,6 +629,7 @@ int main(void) {
       cmocka_unit_test(test_softmax),
       cmocka_unit_test(test_attention_bound),
       cmocka_unit_test(test_attention_one_hot),
+      cmocka_unit_test(test_attention_grouped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

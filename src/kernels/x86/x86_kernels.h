@@ -70,5 +70,9 @@ void qn_attn_head_avx2(const float* q, const float* k, const float* v, size_t kv
                        int head_dim, float scale, float* att, float* out);
 void qn_attn_head_avx512(const float* q, const float* k, const float* v, size_t kv_stride,
                          int n_pos, int head_dim, float scale, float* att, float* out);
+/* n_q query heads sharing one key/value head (qn_attn_heads' contract): bit-identical to
+ * qn_attn_head_avx512 per head, with each chunk of keys and values read once for all heads. */
+void qn_attn_heads_avx512(const float* q, int n_q, const float* k, const float* v, size_t kv_stride,
+                          int n_pos, int head_dim, float scale, float* att, float* out);
 
 #endif

@@ -262,30 +262,35 @@ static inline __attribute__((always_inline)) void weighted_rows(float* out, cons
  * while the blocks of 128 dimensions are accumulated one after the other. */
 #define ATTN_POS_CHUNK 32
 
+/* out[0..hd) += sum over positions j0 .. j0+n-1 of att[j] v_j, in blocks of 128 dimensions. */
+static void values_chunk(const float* v, size_t stride, const float* att, int j0, int n, int hd,
+                         float* out) {
+  const float* vj = v + (size_t)j0 * stride;
+  for (int d0 = 0; d0 < hd; d0 += 128) {
+    int left = hd - d0, nfull = left >= 128 ? 8 : left / 16;
+    __mmask16 tail = left >= 128 ? 0 : tail_mask16(left % 16);
+    float* o = out + d0;
+    const float* vd = vj + d0;
+    switch (nfull) {
+      case 0: weighted_rows(o, vd, stride, att + j0, n, 0, tail); break;
+      case 1: weighted_rows(o, vd, stride, att + j0, n, 1, tail); break;
+      case 2: weighted_rows(o, vd, stride, att + j0, n, 2, tail); break;
+      case 3: weighted_rows(o, vd, stride, att + j0, n, 3, tail); break;
+      case 4: weighted_rows(o, vd, stride, att + j0, n, 4, tail); break;
+      case 5: weighted_rows(o, vd, stride, att + j0, n, 5, tail); break;
+      case 6: weighted_rows(o, vd, stride, att + j0, n, 6, tail); break;
+      case 7: weighted_rows(o, vd, stride, att + j0, n, 7, tail); break;
+      default: weighted_rows(o, vd, stride, att + j0, n, 8, 0); break;
+    }
+  }
+}
+
 static void attn_values(const float* v, size_t stride, const float* att, int n_pos, int hd,
                         float* out) {
   for (int d = 0; d < hd; d++) out[d] = 0.0f;
-  for (int j0 = 0; j0 < n_pos; j0 += ATTN_POS_CHUNK) {
-    int n = n_pos - j0 < ATTN_POS_CHUNK ? n_pos - j0 : ATTN_POS_CHUNK;
-    const float* vj = v + (size_t)j0 * stride;
-    for (int d0 = 0; d0 < hd; d0 += 128) {
-      int left = hd - d0, nfull = left >= 128 ? 8 : left / 16;
-      __mmask16 tail = left >= 128 ? 0 : tail_mask16(left % 16);
-      float* o = out + d0;
-      const float* vd = vj + d0;
-      switch (nfull) {
-        case 0: weighted_rows(o, vd, stride, att + j0, n, 0, tail); break;
-        case 1: weighted_rows(o, vd, stride, att + j0, n, 1, tail); break;
-        case 2: weighted_rows(o, vd, stride, att + j0, n, 2, tail); break;
-        case 3: weighted_rows(o, vd, stride, att + j0, n, 3, tail); break;
-        case 4: weighted_rows(o, vd, stride, att + j0, n, 4, tail); break;
-        case 5: weighted_rows(o, vd, stride, att + j0, n, 5, tail); break;
-        case 6: weighted_rows(o, vd, stride, att + j0, n, 6, tail); break;
-        case 7: weighted_rows(o, vd, stride, att + j0, n, 7, tail); break;
-        default: weighted_rows(o, vd, stride, att + j0, n, 8, 0); break;
-      }
-    }
-  }
+  for (int j0 = 0; j0 < n_pos; j0 += ATTN_POS_CHUNK)
+    values_chunk(v, stride, att, j0, n_pos - j0 < ATTN_POS_CHUNK ? n_pos - j0 : ATTN_POS_CHUNK, hd,
+                 out);
 }
 
 /* qn_attn_head_ref's contract; like the reference, att ends holding the probabilities.
@@ -301,4 +306,68 @@ void qn_attn_head_avx512(const float* q, const float* k, const float* v, size_t 
   float mx = attn_scores(q, k, kv_stride, n_pos, head_dim, scale, att);
   attn_normalize(att, n_pos, (float)(1.0 / attn_exp(att, n_pos, mx)));
   attn_values(v, kv_stride, att, n_pos, head_dim, out);
+}
+
+/* Query heads per pass of qn_attn_heads_avx512 (their running maxima live on the stack). */
+#define ATTN_GROUP_PASS 16
+
+/* n_q (<= ATTN_GROUP_PASS) heads: the same operations per head as qn_attn_head_avx512, in an
+ * order that reads each chunk of ATTN_POS_CHUNK keys (and later values) once for all heads
+ * while it is in L1, instead of once per head. */
+static void attn_heads_pass(const float* q, int n_q, const float* k, const float* v, size_t stride,
+                            int n_pos, int hd, float scale, float* att, float* out) {
+  const __mmask16 tail = tail_mask16(hd % 16);
+  const __m256 vscale = _mm256_set1_ps(scale);
+  const int full8 = n_pos / 8 * 8;
+  float mx[ATTN_GROUP_PASS];
+  for (int i = 0; i < n_q; i++) mx[i] = -INFINITY;
+  /* scores of the whole 8-position blocks, chunk by chunk (max is exact in any order) */
+  for (int j0 = 0; j0 < full8; j0 += ATTN_POS_CHUNK) {
+    const int j1 = full8 - j0 < ATTN_POS_CHUNK ? full8 : j0 + ATTN_POS_CHUNK;
+    for (int i = 0; i < n_q; i++) {
+      const float* qi = q + (size_t)i * hd;
+      float* ai = att + (size_t)i * n_pos;
+      __m256 vmax = _mm256_set1_ps(mx[i]);
+      for (int j = j0; j < j1; j += 8) {
+        __m256 sc = _mm256_mul_ps(dots8(qi, k + (size_t)j * stride, stride, hd, tail), vscale);
+        _mm256_storeu_ps(ai + j, sc);
+        vmax = _mm256_max_ps(sc, vmax);
+      }
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      mx[i] = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    }
+  }
+  /* the last positions one by one, then each head's softmax */
+  for (int i = 0; i < n_q; i++) {
+    const float* qi = q + (size_t)i * hd;
+    float* ai = att + (size_t)i * n_pos;
+    for (int j = full8; j < n_pos; j++) {
+      ai[j] = dot1(qi, k + (size_t)j * stride, hd, tail) * scale;
+      if (ai[j] > mx[i]) mx[i] = ai[j];
+    }
+    attn_normalize(ai, n_pos, (float)(1.0 / attn_exp(ai, n_pos, mx[i])));
+    for (int d = 0; d < hd; d++) out[(size_t)i * hd + d] = 0.0f;
+  }
+  /* weighted values, chunk by chunk */
+  for (int j0 = 0; j0 < n_pos; j0 += ATTN_POS_CHUNK) {
+    const int n = n_pos - j0 < ATTN_POS_CHUNK ? n_pos - j0 : ATTN_POS_CHUNK;
+    for (int i = 0; i < n_q; i++)
+      values_chunk(v, stride, att + (size_t)i * n_pos, j0, n, hd, out + (size_t)i * hd);
+  }
+}
+
+void qn_attn_heads_avx512(const float* q, int n_q, const float* k, const float* v, size_t kv_stride,
+                          int n_pos, int head_dim, float scale, float* att, float* out) {
+  if (head_dim <= 0) return;
+  for (int h0 = 0; h0 < n_q; h0 += ATTN_GROUP_PASS) {
+    const int nq = n_q - h0 < ATTN_GROUP_PASS ? n_q - h0 : ATTN_GROUP_PASS;
+    float* o = out + (size_t)h0 * head_dim;
+    if (n_pos <= 0) {
+      for (int d = 0; d < nq * head_dim; d++) o[d] = 0.0f;
+      continue;
+    }
+    attn_heads_pass(q + (size_t)h0 * head_dim, nq, k, v, kv_stride, n_pos, head_dim, scale,
+                    att + (size_t)h0 * n_pos, o);
+  }
 }
