@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "kernels/x86/fx_kind.h"
+#include "kernels/x86/fx_mat.h"
 #include "kernels/x86/fx_tiles.h"
 #include "kernels/x86/x86_kernels.h"
 
@@ -46,24 +47,11 @@ static inline int chunk_bytes(fx_kind k) {
 }
 
 /* Everything a block kernel reads, resolved once per call. */
-typedef struct fx_mat {
-  const uint8_t* data;   /* payload of row 0; rows are row_bytes apart */
-  size_t row_bytes;      /* payload bytes per row */
-  const uint8_t* scales; /* scales of row 0 (fp16 per group or one f32), or NULL */
-  const uint8_t* zeros;  /* fp16 group minimums of row 0 (int4a), or NULL */
-  size_t scale_bytes;    /* bytes of scales (and of zeros) per row */
-  int64_t rows;          /* rows of W (the stride of Y between tokens) */
-  int64_t full_chunks;   /* whole 32-column chunks per row */
-  int64_t n_chunks;      /* chunks per row, the ragged one included */
-  int64_t n_groups;      /* scale groups per row (grouped schemes) */
-  int gshift;            /* log2 of the chunks per scale group (grouped schemes) */
-  int rem;               /* columns in the ragged last chunk (0: none) */
+struct fx_mat {
+  fx_geom g;             /* rows, chunks, groups, activations */
   int tail_bytes;        /* payload bytes of the ragged chunk */
   __m256i tail_lanes[4]; /* ragged chunk: all-ones in the valid lanes of w[v] / x[v] */
-  const float* xs;       /* activations as the kernel reads them: X, or the prep */
-  size_t x_stride;       /* floats between tokens in xs */
-  float* Y;              /* n x rows */
-} fx_mat;
+};
 
 /* ---- per-group state ------------------------------------------------------------------ */
 
@@ -204,7 +192,7 @@ FX_INLINE void decode_chunk(fx_kind kind, const uint8_t* p, fx_state st, bool fu
 FX_INLINE float row_factor(fx_kind kind, const fx_mat* m, int64_t r) {
   if (kind != FX_Q8C && kind != FX_E4M3 && kind != FX_E5M2) return 1.0f;
   float d;
-  memcpy(&d, m->scales + (size_t)r * m->scale_bytes, 4);
+  memcpy(&d, m->g.scales + (size_t)r * m->g.scale_bytes, 4);
   return d;
 }
 
@@ -226,27 +214,27 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
   const int cb = chunk_bytes(kind);
 #pragma GCC unroll 4
   for (int i = 0; i < R; i++) {
-    row[i] = m->data + (size_t)(r + i) * m->row_bytes;
+    row[i] = m->g.data + (size_t)(r + i) * m->g.row_bytes;
     nan[i] = _mm_setzero_si128();
 #pragma GCC unroll 2
     for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
   }
-  const float* xs = m->xs + (size_t)t0 * m->x_stride;
-  const int gs = m->gshift;
+  const float* xs = m->g.xs + (size_t)t0 * m->g.x_stride;
+  const int gs = m->g.gshift;
   /* Batches of 8 scale groups: each row's 8 fp16 scales (and minimums, or -8 x scale) are
    * converted at once into sc / sz, from where each chunk broadcasts its group's values. */
   float sc[FX_ROWS][8] __attribute__((aligned(32)));
   float sz[FX_ROWS][8] __attribute__((aligned(32)));
-  const int64_t batch = grouped(kind) ? (int64_t)8 << gs : m->full_chunks + 1;
-  for (int64_t j0 = 0; j0 < m->full_chunks; j0 += batch) {
-    const int64_t jend = j0 + batch < m->full_chunks ? j0 + batch : m->full_chunks;
+  const int64_t batch = grouped(kind) ? (int64_t)8 << gs : m->g.full_chunks + 1;
+  for (int64_t j0 = 0; j0 < m->g.full_chunks; j0 += batch) {
+    const int64_t jend = j0 + batch < m->g.full_chunks ? j0 + batch : m->g.full_chunks;
     if (grouped(kind)) {
       const int64_t g0 = j0 >> gs;
 #pragma GCC unroll 4
       for (int i = 0; i < R; i++) {
-        size_t off = (size_t)(r + i) * m->scale_bytes + 2 * (size_t)g0;
-        load_f16x8(m->scales + off, m->n_groups - g0, sc[i]);
-        if (kind == FX_Q4A) load_f16x8(m->zeros + off, m->n_groups - g0, sz[i]);
+        size_t off = (size_t)(r + i) * m->g.scale_bytes + 2 * (size_t)g0;
+        load_f16x8(m->g.scales + off, m->g.n_groups - g0, sc[i]);
+        if (kind == FX_Q4A) load_f16x8(m->g.zeros + off, m->g.n_groups - g0, sz[i]);
       }
     }
     for (int64_t j = j0; j < jend; j++) {
@@ -260,14 +248,14 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
         /* software prefetch of the next block's rows at this offset (L2): the hardware
          * prefetchers restart at every row, which costs short rows much of the bandwidth */
         if (cb >= 64 || j % (64 / cb) == 0) {
-          const char* next = (const char*)((uintptr_t)row[i] + FX_ROWS * m->row_bytes +
+          const char* next = (const char*)((uintptr_t)row[i] + FX_ROWS * m->g.row_bytes +
                                            (size_t)cb * (size_t)j); /* may lie past W */
           _mm_prefetch(next, _MM_HINT_T1);
           if (cb == 128) _mm_prefetch(next + 64, _MM_HINT_T1);
         }
 #pragma GCC unroll 2
         for (int t = 0; t < T; t++) {
-          const float* x = xs + (size_t)t * m->x_stride + 32 * j;
+          const float* x = xs + (size_t)t * m->g.x_stride + 32 * j;
 #pragma GCC unroll 4
           for (int v = 0; v < 4; v++)
             acc[i][t] = _mm256_fmadd_ps(w[v], _mm256_loadu_ps(x + 8 * v), acc[i][t]);
@@ -275,15 +263,15 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
       }
     }
   }
-  if (m->rem) { /* the ragged chunk */
-    const int64_t j = m->full_chunks;
+  if (m->g.rem) { /* the ragged chunk */
+    const int64_t j = m->g.full_chunks;
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) {
       fx_state st = {_mm256_setzero_ps(), _mm256_setzero_ps()};
       if (grouped(kind)) {
-        size_t off = (size_t)(r + i) * m->scale_bytes + 2 * (size_t)(j >> gs);
-        float d = load_f16(m->scales + off);
-        st = chunk_state(kind, d, kind == FX_Q4A ? load_f16(m->zeros + off) : 0.0f);
+        size_t off = (size_t)(r + i) * m->g.scale_bytes + 2 * (size_t)(j >> gs);
+        float d = load_f16(m->g.scales + off);
+        st = chunk_state(kind, d, kind == FX_Q4A ? load_f16(m->g.zeros + off) : 0.0f);
       }
       uint8_t buf[128] = {0};
       memcpy(buf, row[i] + (size_t)cb * (size_t)j, (size_t)m->tail_bytes);
@@ -291,7 +279,7 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
       decode_chunk(kind, buf, st, false, w, &nan[i]);
 #pragma GCC unroll 2
       for (int t = 0; t < T; t++) {
-        const float* x = xs + (size_t)t * m->x_stride + 32 * j;
+        const float* x = xs + (size_t)t * m->g.x_stride + 32 * j;
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) {
           __m256 wv = _mm256_and_ps(w[v], _mm256_castsi256_ps(m->tail_lanes[v]));
@@ -310,7 +298,7 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
       float y = hsum8(acc[i][t]);
       if (kind == FX_Q8C || kind == FX_E5M2) y *= d;
       if (kind == FX_E4M3) y = is_nan ? __builtin_nanf("") : y * 256.0f * d;
-      m->Y[(size_t)(t0 + t) * (size_t)m->rows + (size_t)(r + i)] = y;
+      m->g.Y[(size_t)(t0 + t) * (size_t)m->g.rows + (size_t)(r + i)] = y;
     }
   }
 }
@@ -350,12 +338,6 @@ static const fx_block_fn k_blocks[FX_KINDS][2][FX_TOKENS] = {
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
-/* One call's matrix and family, for qn_fx_for_blocks. */
-typedef struct fx_call {
-  const fx_mat* m; /* the resolved matrix */
-  fx_kind kind;    /* its kernel family */
-} fx_call;
-
 static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
   const fx_call* c = ctx;
   k_blocks[c->kind][full][T - 1](c->m, r, t0);
@@ -369,22 +351,9 @@ static __m256i first_lanes(int k) {
 
 static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const float* X,
                         const float* prep, float* Y) {
-  const int64_t cols = W->cols;
-  const qn_qtype_traits* tr = qn_qtype_traits_of(W->type);
-  m->data = W->data;
-  m->row_bytes = (size_t)qn_qtype_row_bytes(W->type, cols);
-  m->scales = W->scales;
-  m->zeros = W->zeros;
-  m->scale_bytes =
-      (size_t)qn_qtype_n_groups(W->type, cols) * (tr->scale_dtype == QN_DTYPE_F16 ? 2u : 4u);
-  m->rows = W->rows;
-  m->full_chunks = cols / 32;
-  m->rem = (int)(cols % 32);
-  m->n_chunks = m->full_chunks + (m->rem != 0);
-  m->n_groups = qn_qtype_n_groups(W->type, cols);
-  m->gshift = tr->group == 128 ? 2 : tr->group == 64 ? 1 : 0;
-  const int r = m->rem;
-  m->tail_bytes = (int)(m->row_bytes - (size_t)m->full_chunks * (size_t)chunk_bytes(kind));
+  fx_geom_init(&m->g, kind, W, X, prep, Y);
+  const int r = m->g.rem;
+  m->tail_bytes = (int)(m->g.row_bytes - (size_t)m->g.full_chunks * (size_t)chunk_bytes(kind));
   if (qn_fx_uses_prep(kind)) { /* vectors: even 0..14, even 16..30, odd 1..15, odd 17..31 */
     int even = (r + 1) / 2, odd = r / 2;
     m->tail_lanes[0] = first_lanes(even);
@@ -394,9 +363,6 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
   } else {
     for (int v = 0; v < 4; v++) m->tail_lanes[v] = first_lanes(r - 8 * v);
   }
-  m->xs = qn_fx_uses_prep(kind) ? prep : X;
-  m->x_stride = qn_fx_uses_prep(kind) ? (size_t)m->n_chunks * 32 : (size_t)cols;
-  m->Y = Y;
 }
 
 void qn_fx_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep) {

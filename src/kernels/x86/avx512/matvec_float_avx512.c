@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "kernels/x86/fx_kind.h"
+#include "kernels/x86/fx_mat.h"
 #include "kernels/x86/fx_tiles.h"
 #include "kernels/x86/x86_kernels.h"
 
@@ -62,25 +63,12 @@
 static fx_kind kind_of(qn_qtype t) { return qn_fx_kind_of(t); }
 
 /* Everything a block kernel reads, resolved once per call. */
-typedef struct fx_mat {
-  const uint8_t* data;   /* payload of row 0; rows are row_bytes apart */
-  size_t row_bytes;      /* payload bytes per row */
-  const uint8_t* scales; /* scales of row 0 (fp16 per group or one f32), or NULL */
-  const uint8_t* zeros;  /* fp16 group minimums of row 0 (int4a), or NULL */
-  size_t scale_bytes;    /* bytes of scales (and of zeros) per row */
-  int64_t rows;          /* rows of W (the stride of Y between tokens) */
-  int64_t full_chunks;   /* whole 32-column chunks per row */
-  int64_t n_chunks;      /* chunks per row, the ragged one included */
-  int64_t n_groups;      /* scale groups per row (grouped schemes) */
-  int gshift;            /* log2 of the chunks per scale group (grouped schemes) */
-  int rem;               /* columns in the ragged last chunk (0: none) */
-  __mmask16 tail_k0;     /* ragged chunk: valid lanes of w0 / x0 */
-  __mmask16 tail_k1;     /* ragged chunk: valid lanes of w1 / x1 */
-  __mmask32 tail_kb;     /* ragged chunk: payload bytes to load (packed schemes) */
-  const float* xs;       /* activations as the kernel reads them: X, or the prep */
-  size_t x_stride;       /* floats between tokens in xs */
-  float* Y;              /* n x rows */
-} fx_mat;
+struct fx_mat {
+  fx_geom g;         /* rows, chunks, groups, activations */
+  __mmask16 tail_k0; /* ragged chunk: valid lanes of w0 / x0 */
+  __mmask16 tail_k1; /* ragged chunk: valid lanes of w1 / x1 */
+  __mmask32 tail_kb; /* ragged chunk: payload bytes to load (packed schemes) */
+};
 
 /* Mask of the lowest k bits (k <= 32). */
 static inline uint32_t low_bits(int k) { return k >= 32 ? 0xffffffffu : (1u << k) - 1u; }
@@ -240,7 +228,7 @@ FX_INLINE void decode_chunk(fx_kind kind, const fx_mat* m, const uint8_t* p, __m
 FX_INLINE float row_factor(fx_kind kind, const fx_mat* m, int64_t r) {
   if (kind != FX_Q8C && kind != FX_E4M3 && kind != FX_E5M2) return 1.0f;
   float d;
-  memcpy(&d, m->scales + (size_t)r * m->scale_bytes, 4);
+  memcpy(&d, m->g.scales + (size_t)r * m->g.scale_bytes, 4);
   return d;
 }
 
@@ -256,28 +244,28 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
   const uint8_t* row[FX_ROWS];
 #pragma GCC unroll 4
   for (int i = 0; i < R; i++) {
-    row[i] = m->data + (size_t)(r + i) * m->row_bytes;
+    row[i] = m->g.data + (size_t)(r + i) * m->g.row_bytes;
     nan[i] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[i][t][0] = acc[i][t][1] = _mm512_setzero_ps();
   }
-  const float* xs = m->xs + (size_t)t0 * m->x_stride;
-  const int gs = m->gshift;
+  const float* xs = m->g.xs + (size_t)t0 * m->g.x_stride;
+  const int gs = m->g.gshift;
   const int cb = chunk_bytes(kind);
   /* Batches of 16 scale groups: each row's 16 fp16 scales (and minimums) are converted with
    * one vcvtph2ps into sc / mn, from where each chunk broadcasts its group's value. */
   float sc[FX_ROWS][16] __attribute__((aligned(64)));
   float mn[FX_ROWS][16] __attribute__((aligned(64)));
-  const int64_t batch = grouped(kind) ? (int64_t)16 << gs : m->full_chunks + 1;
-  for (int64_t j0 = 0; j0 < m->full_chunks; j0 += batch) {
-    const int64_t jend = j0 + batch < m->full_chunks ? j0 + batch : m->full_chunks;
+  const int64_t batch = grouped(kind) ? (int64_t)16 << gs : m->g.full_chunks + 1;
+  for (int64_t j0 = 0; j0 < m->g.full_chunks; j0 += batch) {
+    const int64_t jend = j0 + batch < m->g.full_chunks ? j0 + batch : m->g.full_chunks;
     if (grouped(kind)) {
       const int64_t g0 = j0 >> gs;
 #pragma GCC unroll 4
       for (int i = 0; i < R; i++) {
-        size_t off = (size_t)(r + i) * m->scale_bytes + 2 * (size_t)g0;
-        load_f16x16(m->scales + off, m->n_groups - g0, sc[i]);
-        if (kind == FX_Q4A) load_f16x16(m->zeros + off, m->n_groups - g0, mn[i]);
+        size_t off = (size_t)(r + i) * m->g.scale_bytes + 2 * (size_t)g0;
+        load_f16x16(m->g.scales + off, m->g.n_groups - g0, sc[i]);
+        if (kind == FX_Q4A) load_f16x16(m->g.zeros + off, m->g.n_groups - g0, mn[i]);
       }
     }
     /* one group at a time (the whole batch when there are no groups): its state is built
@@ -298,14 +286,14 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
           /* software prefetch of the next block's rows at this offset (into L2): the hardware
            * prefetchers restart at every row, which costs short rows much of the bandwidth */
           if (cb >= 64 || j % (64 / cb) == 0) {
-            const char* next = (const char*)((uintptr_t)row[i] + FX_ROWS * m->row_bytes +
+            const char* next = (const char*)((uintptr_t)row[i] + FX_ROWS * m->g.row_bytes +
                                              (size_t)cb * (size_t)j); /* may lie past W */
             _mm_prefetch(next, _MM_HINT_T1);
             if (cb == 128) _mm_prefetch(next + 64, _MM_HINT_T1);
           }
 #pragma GCC unroll 4
           for (int t = 0; t < T; t++) {
-            const float* x = xs + (size_t)t * m->x_stride + 32 * j;
+            const float* x = xs + (size_t)t * m->g.x_stride + 32 * j;
             acc[i][t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x), acc[i][t][0]);
             acc[i][t][A - 1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16), acc[i][t][A - 1]);
           }
@@ -313,21 +301,21 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
       }
     }
   }
-  if (m->rem) { /* the ragged chunk */
-    const int64_t j = m->full_chunks;
+  if (m->g.rem) { /* the ragged chunk */
+    const int64_t j = m->g.full_chunks;
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) {
       __m512 st = _mm512_setzero_ps();
       if (grouped(kind)) {
-        size_t off = (size_t)(r + i) * m->scale_bytes + 2 * (size_t)(j >> gs);
-        st = chunk_state(kind, load_f16(m->scales + off),
-                         kind == FX_Q4A ? load_f16(m->zeros + off) : 0.0f);
+        size_t off = (size_t)(r + i) * m->g.scale_bytes + 2 * (size_t)(j >> gs);
+        st = chunk_state(kind, load_f16(m->g.scales + off),
+                         kind == FX_Q4A ? load_f16(m->g.zeros + off) : 0.0f);
       }
       __m512 w0, w1;
       decode_chunk(kind, m, row[i] + (size_t)cb * (size_t)j, st, false, &w0, &w1, &nan[i]);
 #pragma GCC unroll 4
       for (int t = 0; t < T; t++) {
-        const float* x = xs + (size_t)t * m->x_stride + 32 * j;
+        const float* x = xs + (size_t)t * m->g.x_stride + 32 * j;
         __m512 x0 = _mm512_maskz_loadu_ps(m->tail_k0, x);
         __m512 x1 = _mm512_maskz_loadu_ps(m->tail_k1, x + 16);
         acc[i][t][0] = _mm512_fmadd_ps(w0, x0, acc[i][t][0]);
@@ -346,7 +334,7 @@ FX_INLINE void fx_block(fx_kind kind, int R, int T, const fx_mat* m, int64_t r, 
       if (kind == FX_Q8C || kind == FX_E5M2) y *= d;
       /* e4m3 codes were read as value * 2^-8: the exact * 256 restores the scale */
       if (kind == FX_E4M3) y = is_nan ? __builtin_nanf("") : y * 256.0f * d;
-      m->Y[(size_t)(t0 + t) * (size_t)m->rows + (size_t)(r + i)] = y;
+      m->g.Y[(size_t)(t0 + t) * (size_t)m->g.rows + (size_t)(r + i)] = y;
     }
   }
 }
@@ -392,12 +380,6 @@ static const fx_block_fn k_blocks[FX_KINDS][2][FX_TOKENS] = {
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
-/* One call's matrix and family, for qn_fx_for_blocks. */
-typedef struct fx_call {
-  const fx_mat* m; /* the resolved matrix */
-  fx_kind kind;    /* its kernel family */
-} fx_call;
-
 static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
   const fx_call* c = ctx;
   k_blocks[c->kind][full][T - 1](c->m, r, t0);
@@ -405,21 +387,8 @@ static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
 
 static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const float* X,
                         const float* prep, float* Y) {
-  const int64_t cols = W->cols;
-  const qn_qtype_traits* tr = qn_qtype_traits_of(W->type);
-  m->data = W->data;
-  m->row_bytes = (size_t)qn_qtype_row_bytes(W->type, cols);
-  m->scales = W->scales;
-  m->zeros = W->zeros;
-  m->scale_bytes =
-      (size_t)qn_qtype_n_groups(W->type, cols) * (tr->scale_dtype == QN_DTYPE_F16 ? 2u : 4u);
-  m->rows = W->rows;
-  m->full_chunks = cols / 32;
-  m->rem = (int)(cols % 32);
-  m->n_chunks = m->full_chunks + (m->rem != 0);
-  m->n_groups = qn_qtype_n_groups(W->type, cols);
-  m->gshift = tr->group == 128 ? 2 : tr->group == 64 ? 1 : 0;
-  int r = m->rem;
+  fx_geom_init(&m->g, kind, W, X, prep, Y);
+  int r = m->g.rem;
   if (qn_fx_uses_prep(kind)) { /* even columns in w0/x0, odd ones in w1/x1 */
     m->tail_k0 = (__mmask16)low_bits((r + 1) / 2);
     m->tail_k1 = (__mmask16)low_bits(r / 2);
@@ -429,9 +398,6 @@ static void fx_mat_init(fx_mat* m, fx_kind kind, const qn_qtensor* W, const floa
     m->tail_k1 = (__mmask16)low_bits(r > 16 ? r - 16 : 0);
     m->tail_kb = kind == FX_Q3 ? low_bits((3 * r + 7) / 8) : low_bits(r);
   }
-  m->xs = qn_fx_uses_prep(kind) ? prep : X;
-  m->x_stride = qn_fx_uses_prep(kind) ? (size_t)m->n_chunks * 32 : (size_t)cols;
-  m->Y = Y;
 }
 
 void qn_fx_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep) {
