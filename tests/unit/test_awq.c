@@ -380,6 +380,17 @@ static qn_qtype int4_g32(void* user, const char* name) {
 }
 
 /* Folds random scales and the driver's scales into model_path and compares logits. */
+/* Runs the sequential AWQ driver on m with every weight's scheme from scheme_of. */
+static void run_awq(qn_model* m, const char* calib, int64_t tokens, int ctx,
+                    qn_qtype (*scheme_of)(void*, const char*), qn_awq_result* res) {
+  qn_awq_model_opts ao;
+  memset(&ao, 0, sizeof ao);
+  ao.max_tokens = tokens;
+  ao.ctx = ctx;
+  ao.scheme_of = scheme_of;
+  assert_int_equal(qn_awq_model_run(m, calib, &ao, res), QN_OK);
+}
+
 static void check_fold(const char* model_path, const char* calib_path) {
   qn_model* m = NULL;
   assert_int_equal(qn_model_open(model_path, NULL, &m), QN_OK);
@@ -392,13 +403,8 @@ static void check_fold(const char* model_path, const char* calib_path) {
   size_t nl = (size_t)n * hp->vocab_size;
 
   qn_smooth* rnd = random_scales(hp);
-  qn_awq_model_opts ao;
-  memset(&ao, 0, sizeof ao);
-  ao.max_tokens = 1024;
-  ao.ctx = 256;
-  ao.scheme_of = int4_g32;
   qn_awq_result res;
-  assert_int_equal(qn_awq_model_run(m, calib_path, &ao, &res), QN_OK);
+  run_awq(m, calib_path, 1024, 256, int4_g32, &res);
   assert_true(res.tokens >= 64);
   const qn_smooth* both[2] = {rnd, res.sm};
   for (int k = 0; k < 2; k++) {
@@ -466,13 +472,9 @@ static void test_embedding_clip(void** state) {
   qn_model* m = NULL;
   assert_int_equal(qn_model_open(QN_SOURCE_DIR "/models/default", NULL, &m), QN_OK);
   assert_false(m->src->hp.tied_embeddings);
-  qn_awq_model_opts ao;
-  memset(&ao, 0, sizeof ao);
-  ao.max_tokens = 256;
-  ao.ctx = 128;
-  ao.scheme_of = int4_g32;
+  const char* calib = QN_SOURCE_DIR "/text/default-calib.txt";
   qn_awq_result res;
-  assert_int_equal(qn_awq_model_run(m, QN_SOURCE_DIR "/text/default-calib.txt", &ao, &res), QN_OK);
+  run_awq(m, calib, 256, 128, int4_g32, &res);
   const qn_qtensor* e = &m->w.tok_embd;
   const int64_t rows = e->rows, cols = e->cols, n = rows * cols;
   float* w = xmalloc(sizeof(float) * (size_t)n);
@@ -510,8 +512,7 @@ static void test_embedding_clip(void** state) {
   assert_true(sa < 0.95 * sr);
   qn_awq_result_free(&res);
 
-  ao.scheme_of = emb_f32; /* an embedding AWQ does not quantize gets no clip */
-  assert_int_equal(qn_awq_model_run(m, QN_SOURCE_DIR "/text/default-calib.txt", &ao, &res), QN_OK);
+  run_awq(m, calib, 256, 128, emb_f32, &res); /* an embedding kept in f32 gets no clip */
   handled = true;
   assert_int_equal(qn_awq_quantize_matrix(&res, "token_embd.weight", t, w, rows, cols, NULL, pay,
                                           sc, NULL, scratch, &st, &handled),
