@@ -237,13 +237,14 @@ static qn_status clip_pass(qn_qtype t, const float* w, int64_t rows, int64_t col
   if (!ok) return QN_OK;
   for (int64_t gi = 0; gi < ng; gi++) {
     int64_t c0 = gi * gw, n = cols - c0 < gw ? cols - c0 : gw;
-    /* eg (rows x n) = err[:, group] G[group, group] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f,
-                b->err + c0, (int)cols, g + c0 * cols + c0, (int)cols, 0.0f, b->eg, (int)n);
+    /* eg (rows x n) = err[:, group] G[group, group]; G NULL: the identity, eg = err */
+    if (g)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f,
+                  b->err + c0, (int)cols, g + c0 * cols + c0, (int)cols, 0.0f, b->eg, (int)n);
     for (int64_t r = 0; r < rows; r++) {
       double e = 0;
       const float* er = b->err + r * cols + c0;
-      const float* eg = b->eg + r * n;
+      const float* eg = g ? b->eg + r * n : er;
       for (int64_t j = 0; j < n; j++) e += (double)er[j] * eg[j];
       if (e < b->gerr[r * ng + gi]) {
         b->gerr[r * ng + gi] = e;

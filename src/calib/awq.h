@@ -106,7 +106,8 @@ qn_status qn_awq_layer_error(qn_qtype t, const float* w, int64_t rows, int64_t c
 int64_t qn_awq_clip_group(qn_qtype t, int64_t cols);
 
 /* Chooses the clip step of every group of w diag(s) (rows x cols; s NULL = 1) minimising
- * the group's output error under g: clip[rows x n_groups] gets k (factor 1 - k * STEP). */
+ * the group's output error under g (NULL: the identity, each group's squared error):
+ * clip[rows x n_groups] gets k (factor 1 - k * STEP). */
 qn_status qn_awq_clip_search(qn_qtype t, const float* w, int64_t rows, int64_t cols, const float* s,
                              const float* g, qn_awq_scratch* b, uint8_t* clip);
 

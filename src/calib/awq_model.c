@@ -495,12 +495,10 @@ static qn_status clip_embedding(run* R, float** eff) {
   int64_t gw = qn_awq_clip_group(t, cols), ng = (cols + gw - 1) / gw;
   float* w = malloc(sizeof(float) * (size_t)(rows * cols));
   float* out = malloc(sizeof(float) * (size_t)(rows * cols));
-  float* g = calloc((size_t)(cols * cols), sizeof(float));
   uint8_t* step = malloc((size_t)(rows * ng));
-  qn_status st = w && out && g && step ? QN_OK : qn_error(QN_ENOMEM, "out of memory");
+  qn_status st = w && out && step ? QN_OK : qn_error(QN_ENOMEM, "out of memory");
   if (st == QN_OK) st = qn_qtensor_dequant(e, w);
-  for (int64_t j = 0; st == QN_OK && j < cols; j++) g[j * cols + j] = 1.0f;
-  if (st == QN_OK) st = qn_awq_clip_search(t, w, rows, cols, NULL, g, &R->b, step);
+  if (st == QN_OK) st = qn_awq_clip_search(t, w, rows, cols, NULL, NULL, &R->b, step);
   if (st == QN_OK) {
     qn_awq_clip_apply(t, step, w, rows, cols);
     st = qn_awq_fake_quant(t, w, rows, cols, &R->b, out);
@@ -517,7 +515,6 @@ static qn_status clip_embedding(run* R, float** eff) {
     out = NULL;
   }
   free(step);
-  free(g);
   free(out);
   free(w);
   return st;
