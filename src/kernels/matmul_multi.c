@@ -32,7 +32,7 @@ static path path_of(const qn_qtensor* W, int n, qn_isa isa) {
   if (isa != QN_ISA_REF) {
     const qn_qtype_traits* tr = qn_qtype_traits_of(W->type);
     if (tr->act != QN_ACT_FLOAT) return W->layout != QN_LAYOUT_ROWS ? PATH_I8 : PATH_OTHER;
-    if (qn_fx_supports(W->type) && n < qn_fx_blas_min_tokens(W->type)) return PATH_FX;
+    if (qn_fx_handles(W) && n < qn_fx_blas_min_tokens(W->type)) return PATH_FX;
   }
 #else
   (void)W;

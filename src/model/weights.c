@@ -70,7 +70,7 @@ static qn_layout layout_of(const qn_source* s, const char* name) {
 
 /* Binds a weight stored in the packed layout l of its scheme (docs/FORMAT.md, "Packed
  * layouts"): payload U8 [ceil(rows / 16), bytes per 16-row block] and NAME.scales F32
- * [rows, 1] (i8x16) or F16 [ceil(rows / 16), 16 * ceil(cols / 32)] (i4x16), every size
+ * [rows, 1] (i8x16) or F16 [ceil(rows / 16), 16 * n_groups] (i4x16), every size
  * exact. The bytes are used in place: no repacking. */
 static qn_status bind_packed(const qn_source* s, const char* name, const qn_tensor* t, qn_qtype qt,
                              qn_layout l, int64_t rows, int64_t cols, qn_qtensor* out) {
@@ -83,8 +83,8 @@ static qn_status bind_packed(const qn_source* s, const char* name, const qn_tens
     return qn_error(QN_EINVAL, "%s: '%s': bad logical shape %lld x %lld", s->path, name,
                     (long long)rows, (long long)cols);
   const int64_t blocks = (rows + 15) / 16;
-  const uint64_t pb = qn_packed_payload_bytes(l, rows, cols),
-                 sb = qn_packed_scale_bytes(l, rows, cols);
+  const uint64_t pb = qn_packed_payload_bytes(qt, rows, cols),
+                 sb = qn_packed_scale_bytes(qt, rows, cols);
   if (pb == 0 || sb == 0)
     return qn_error(QN_EFORMAT, "%s: '%s' (%s): shape %lld x %lld is too large", s->path, name,
                     tr->name, (long long)rows, (long long)cols);
@@ -101,7 +101,7 @@ static qn_status bind_packed(const qn_source* s, const char* name, const qn_tens
   if (!c)
     return qn_error(QN_EFORMAT, "%s: '%s' (%s) has no '%s' tensor", s->path, name, tr->name, cname);
   const int64_t s0 = l == QN_LAYOUT_I8X16 ? rows : blocks;
-  const int64_t s1 = l == QN_LAYOUT_I8X16 ? 1 : 16 * ((cols + 31) / 32);
+  const int64_t s1 = l == QN_LAYOUT_I8X16 ? 1 : 16 * qn_qtype_n_groups(qt, cols);
   if (c->dtype != tr->scale_dtype || c->ndim != 2 || c->shape[0] != s0 || c->shape[1] != s1 ||
       c->nbytes != sb)
     return qn_error(QN_EFORMAT, "%s: '%s' (packed %s) is %s %s, expected %s [%lld, %lld]", s->path,

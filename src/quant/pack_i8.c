@@ -1,5 +1,6 @@
-/* pack_i8.c: packing of w8a8/w4a8 matrices into the VNNI layouts (quant/pack_i8.h) and the
- * row gather the reference kernels and dequantizers use to read them back. */
+/* pack_i8.c: packing of w8a8 / w4a8 / int4-gN matrices into the VNNI layouts
+ * (quant/pack_i8.h) and the row gather the reference kernels and dequantizers use to read
+ * them back. */
 #include "quant/pack_i8.h"
 
 #include <stdbool.h>
@@ -13,7 +14,10 @@ qn_layout qn_qtype_packed_layout(qn_qtype t) {
   switch (t) {
     case QN_QTYPE_W8A8_STATIC:
     case QN_QTYPE_W8A8_DYNAMIC: return QN_LAYOUT_I8X16;
-    case QN_QTYPE_W4A8: return QN_LAYOUT_I4X16;
+    case QN_QTYPE_W4A8:
+    case QN_QTYPE_Q4_G32:
+    case QN_QTYPE_Q4_G64:
+    case QN_QTYPE_Q4_G128: return QN_LAYOUT_I4X16;
     default: return QN_LAYOUT_ROWS;
   }
 }
@@ -32,18 +36,20 @@ static bool padded(int64_t rows, int64_t cols, int64_t m, uint64_t* r16, uint64_
   return true;
 }
 
-uint64_t qn_packed_payload_bytes(qn_layout l, int64_t rows, int64_t cols) {
+uint64_t qn_packed_payload_bytes(qn_qtype t, int64_t rows, int64_t cols) {
+  const qn_layout l = qn_qtype_packed_layout(t);
   uint64_t r16, cp;
   if (l == QN_LAYOUT_I8X16 && padded(rows, cols, 4, &r16, &cp)) return mul_or_zero(r16, cp);
   if (l == QN_LAYOUT_I4X16 && padded(rows, cols, 32, &r16, &cp)) return mul_or_zero(r16, cp / 2);
   return 0;
 }
 
-uint64_t qn_packed_scale_bytes(qn_layout l, int64_t rows, int64_t cols) {
+uint64_t qn_packed_scale_bytes(qn_qtype t, int64_t rows, int64_t cols) {
+  const qn_layout l = qn_qtype_packed_layout(t);
   uint64_t r16, cp;
   if (l == QN_LAYOUT_I8X16 && rows >= 0 && cols >= 0) return mul_or_zero((uint64_t)rows, 4);
   if (l == QN_LAYOUT_I4X16 && padded(rows, cols, 32, &r16, &cp))
-    return mul_or_zero(r16, cp / 32 * 2);
+    return mul_or_zero(r16, (uint64_t)qn_qtype_n_groups(t, cols) * 2);
   return 0;
 }
 
@@ -67,16 +73,16 @@ void qn_pack_i8(qn_qtype t, int64_t rows, int64_t cols, const void* payload, con
   uint8_t* pp = packed_payload;
   if (l == QN_LAYOUT_I8X16) {
     const int64_t c4 = round_up(cols, 4);
-    memset(pp, 128, qn_packed_payload_bytes(l, rows, cols));
+    memset(pp, 128, qn_packed_payload_bytes(t, rows, cols));
     const int8_t* q = payload;
     for (int64_t r = 0; r < rows; r++)
       for (int64_t c = 0; c < cols; c++)
         pp[i8x16_at(r, c, c4)] = (uint8_t)((int)q[r * cols + c] + 128);
     memcpy(packed_scales, scales, (size_t)rows * 4u);
   } else if (l == QN_LAYOUT_I4X16) {
-    const int64_t G = round_up(cols, 32) / 32;
-    memset(pp, 0x88, qn_packed_payload_bytes(l, rows, cols));
-    memset(packed_scales, 0, qn_packed_scale_bytes(l, rows, cols));
+    const int64_t G = round_up(cols, 32) / 32, NG = qn_qtype_n_groups(t, cols);
+    memset(pp, 0x88, qn_packed_payload_bytes(t, rows, cols));
+    memset(packed_scales, 0, qn_packed_scale_bytes(t, rows, cols));
     const uint8_t* q = payload;
     const uint64_t rb = qn_qtype_row_bytes(t, cols);
     const uint16_t* s = scales;
@@ -88,8 +94,8 @@ void qn_pack_i8(qn_qtype t, int64_t rows, int64_t cols, const void* payload, con
         uint64_t at = i4x16_at(r, c, G, &shift);
         pp[at] = (uint8_t)((pp[at] & ~(15u << shift)) | (code << shift));
       }
-      for (int64_t g = 0; g < G; g++)
-        ps[((r / 16) * G + g) * 16 + r % 16] = s[(uint64_t)r * (uint64_t)G + (uint64_t)g];
+      for (int64_t g = 0; g < NG; g++)
+        ps[((r / 16) * NG + g) * 16 + r % 16] = s[(uint64_t)r * (uint64_t)NG + (uint64_t)g];
     }
   }
 }
@@ -108,7 +114,8 @@ void qn_packed_row_codes(const qn_qtensor* w, int64_t r, int8_t* out, uint16_t* 
     }
     if (scales16) {
       const uint16_t* ps = w->scales;
-      for (int64_t g = 0; g < G; g++) scales16[g] = ps[((r / 16) * G + g) * 16 + r % 16];
+      const int64_t NG = qn_qtype_n_groups(w->type, w->cols);
+      for (int64_t g = 0; g < NG; g++) scales16[g] = ps[((r / 16) * NG + g) * 16 + r % 16];
     }
   }
 }

@@ -105,7 +105,7 @@ static const qn_qtype_traits k_traits[QN_QTYPE_COUNT] = {
     [QN_QTYPE_W4A8] = {"w4a8", 4, 32, QN_DTYPE_F16, false, I8_KERNELS, W4A8_ACCURACY,
                        "int4 codes [-8,7], 2 per byte, fp16 scale per 32 columns; int8 "
                        "activations, scale absmax/127 per token at run time",
-                       F16_MAX_ABS, qn_dequant_row_w4a8, qn_quantize_row_q4_g32, QN_ACT_I8_DYNAMIC},
+                       F16_MAX_ABS, qn_dequant_row_q4_g, qn_quantize_row_q4_g32, QN_ACT_I8_DYNAMIC},
     [QN_QTYPE_Q3_G32] = {"int3-g32", 3, 32, QN_DTYPE_F16, false, REF_KERNELS,
                          "very lossy with RTN; use --method gptq (calibrated error "
                          "compensation) at 3 bits",
@@ -156,7 +156,7 @@ uint64_t qn_qtype_bytes(qn_qtype t, int64_t rows, int64_t cols) {
   if (!qn_qtype_traits_of(t) || rows < 0 || cols < 0 || cols > INT64_MAX / 32) return 0;
   qn_layout l = qn_qtype_packed_layout(t);
   if (l != QN_LAYOUT_ROWS) { /* stored packed: padding rows / columns included */
-    uint64_t p = qn_packed_payload_bytes(l, rows, cols), sc = qn_packed_scale_bytes(l, rows, cols);
+    uint64_t p = qn_packed_payload_bytes(t, rows, cols), sc = qn_packed_scale_bytes(t, rows, cols);
     if ((rows > 0 && (p == 0 || sc == 0)) || p > UINT64_MAX - sc) return 0;
     return p + sc;
   }

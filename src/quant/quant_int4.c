@@ -64,17 +64,6 @@ void qn_quantize_row_q4a_g128(QN_QUANT_ROW_ARGS) {
   q4a_row(128, w, cols, o, payload, scales, zeros);
 }
 
-void qn_dequant_row_q4_g(const qn_qtensor* w, int64_t r, float* out) {
-  const uint8_t* p = qn_qtensor_row_data(w, r);
-  const void* s = qn_qtensor_row_scales(w, r);
-  int64_t group = qn_qtype_traits_of(w->type)->group;
-  for (int64_t g0 = 0, k = 0; g0 < w->cols; g0 += group, k++) {
-    float d = qn_load_f16(s, k);
-    int64_t end = g0 + group < w->cols ? g0 + group : w->cols;
-    for (int64_t i = g0; i < end; i++) out[i] = (float)((int)get_nibble(p, i) - 8) * d;
-  }
-}
-
 void qn_dequant_row_q4a_g(const qn_qtensor* w, int64_t r, float* out) {
   const uint8_t* p = qn_qtensor_row_data(w, r);
   const void* s = qn_qtensor_row_scales(w, r);
@@ -87,21 +76,36 @@ void qn_dequant_row_q4a_g(const qn_qtensor* w, int64_t r, float* out) {
   }
 }
 
-/* Scale of group g of row r in a QN_LAYOUT_I4X16 tensor with G groups per row: the 16 scales
- * of block (r / 16, g) are contiguous (docs/FORMAT.md, "Packed layouts"). */
-static float i4x16_scale(const qn_qtensor* w, int64_t r, int64_t g, int64_t G) {
-  return qn_load_f16(w->scales, ((r / 16) * G + g) * 16 + r % 16);
+/* int4-gN / w4a8 in the canonical rows. */
+static void dequant_rows_q4(const qn_qtensor* w, int64_t r, float* out) {
+  const uint8_t* p = qn_qtensor_row_data(w, r);
+  const void* s = qn_qtensor_row_scales(w, r);
+  int64_t group = qn_qtype_traits_of(w->type)->group;
+  for (int64_t g0 = 0, k = 0; g0 < w->cols; g0 += group, k++) {
+    float d = qn_load_f16(s, k);
+    int64_t end = g0 + group < w->cols ? g0 + group : w->cols;
+    for (int64_t i = g0; i < end; i++) out[i] = (float)((int)get_nibble(p, i) - 8) * d;
+  }
 }
 
-void qn_dequant_row_w4a8(const qn_qtensor* w, int64_t r, float* out) {
+/* Scale of group g of row r in a QN_LAYOUT_I4X16 tensor with NG scale groups per row: the 16
+ * scales of rows r / 16 * 16 .. +15 in group g are contiguous (docs/FORMAT.md, "Packed
+ * layouts"). */
+static float i4x16_scale(const qn_qtensor* w, int64_t r, int64_t g, int64_t NG) {
+  return qn_load_f16(w->scales, ((r / 16) * NG + g) * 16 + r % 16);
+}
+
+void qn_dequant_row_q4_g(const qn_qtensor* w, int64_t r, float* out) {
   if (w->layout != QN_LAYOUT_I4X16) {
-    qn_dequant_row_q4_g(w, r, out);
+    dequant_rows_q4(w, r, out);
     return;
   }
   /* codes gathered into the first cols bytes of out, widened from the end (see
    * qn_dequant_row_w8a8) */
   int8_t* q = (int8_t*)out;
   qn_packed_row_codes(w, r, q, NULL);
-  const int64_t G = (w->cols + 31) / 32;
-  for (int64_t c = w->cols - 1; c >= 0; c--) out[c] = (float)q[c] * i4x16_scale(w, r, c / 32, G);
+  const int64_t NG = qn_qtype_n_groups(w->type, w->cols);
+  const int64_t group = qn_qtype_traits_of(w->type)->group;
+  for (int64_t c = w->cols - 1; c >= 0; c--)
+    out[c] = (float)q[c] * i4x16_scale(w, r, c / group, NG);
 }

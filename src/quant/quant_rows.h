@@ -62,10 +62,9 @@ void qn_quantize_row_q4_g128(QN_QUANT_ROW_ARGS);
 void qn_quantize_row_q4a_g32(QN_QUANT_ROW_ARGS);
 void qn_quantize_row_q4a_g64(QN_QUANT_ROW_ARGS);
 void qn_quantize_row_q4a_g128(QN_QUANT_ROW_ARGS);
+/* int4-gN and w4a8: canonical rows, or the packed QN_LAYOUT_I4X16 */
 void qn_dequant_row_q4_g(const qn_qtensor* w, int64_t r, float* out);
 void qn_dequant_row_q4a_g(const qn_qtensor* w, int64_t r, float* out);
-/* w4a8: canonical rows as int4-g32, or the packed QN_LAYOUT_I4X16 */
-void qn_dequant_row_w4a8(const qn_qtensor* w, int64_t r, float* out);
 
 /* quant_int3.c */
 void qn_quantize_row_q3_g32(QN_QUANT_ROW_ARGS);

@@ -204,8 +204,8 @@ qn_status qn_qtensor_pack(const qn_qtensor* w, qn_qtensor* out, void** payload, 
     return qn_error(QN_EINVAL, "pack: the %s tensor is already packed", tr->name);
   if (w->rows < 0 || w->cols < 1 || !w->data || !w->scales)
     return qn_error(QN_EINVAL, "pack %s: bad shape or NULL buffers", tr->name);
-  uint64_t pb = qn_packed_payload_bytes(l, w->rows, w->cols);
-  uint64_t sb = qn_packed_scale_bytes(l, w->rows, w->cols);
+  uint64_t pb = qn_packed_payload_bytes(w->type, w->rows, w->cols);
+  uint64_t sb = qn_packed_scale_bytes(w->type, w->rows, w->cols);
   if (w->rows > 0 && (pb == 0 || sb == 0 || pb > SIZE_MAX || sb > SIZE_MAX))
     return qn_error(QN_EINVAL, "pack %s: shape %lld x %lld is too large", tr->name,
                     (long long)w->rows, (long long)w->cols);

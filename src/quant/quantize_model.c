@@ -144,8 +144,8 @@ static qn_status make_plan(const qn_source* s, const qn_recipe* rc, const calib_
       if (p->layout != QN_LAYOUT_ROWS) {
         /* packed (docs/FORMAT.md, "Packed layouts"): one payload row per 16-row block */
         int64_t blocks = (p->rows + 15) / 16;
-        uint64_t pb = qn_packed_payload_bytes(p->layout, p->rows, p->cols);
-        uint64_t sb = qn_packed_scale_bytes(p->layout, p->rows, p->cols);
+        uint64_t pb = qn_packed_payload_bytes(p->scheme, p->rows, p->cols);
+        uint64_t sb = qn_packed_scale_bytes(p->scheme, p->rows, p->cols);
         outs[no] =
             out_tensor(t->name, "", QN_DTYPE_U8, blocks, (int64_t)(pb / (uint64_t)blocks), 2, pb);
         p->out[0] = no++;

@@ -386,10 +386,25 @@ static void check_weights(const char* scheme, const char* path, const qn_source*
     if (qn_weights_bind_matrix(q, ws[i].name, ws[i].rows, ws[i].cols, &b) != QN_OK)
       fail_msg("%s: %s", scheme, qn_last_error());
     assert_int_equal(b.type, t);
-    if (memcmp(b.data, ql.payload, ql.pbytes) != 0)
+    /* int4-gN is stored packed (docs/FORMAT.md, "Packed layouts"): pack(quant(w)) */
+    const uint8_t *want_p = ql.payload, *want_s = ql.scales;
+    size_t pbytes = ql.pbytes, sbytes = ql.sbytes;
+    qn_qtensor P;
+    void *pp = NULL, *ps = NULL;
+    assert_int_equal(b.layout, qn_qtype_packed_layout(t));
+    if (b.layout != QN_LAYOUT_ROWS) {
+      assert_int_equal(qn_qtensor_pack(&ql.qt, &P, &pp, &ps), QN_OK);
+      want_p = pp;
+      want_s = ps;
+      pbytes = (size_t)qn_packed_payload_bytes(t, ws[i].rows, ws[i].cols);
+      sbytes = (size_t)qn_packed_scale_bytes(t, ws[i].rows, ws[i].cols);
+    }
+    if (memcmp(b.data, want_p, pbytes) != 0)
       fail_msg("%s: payload of '%s' differs from qn_quantize_matrix", scheme, ws[i].name);
-    if (ql.scales && memcmp(b.scales, ql.scales, ql.sbytes) != 0)
+    if (want_s && memcmp(b.scales, want_s, sbytes) != 0)
       fail_msg("%s: scales of '%s' differ", scheme, ws[i].name);
+    free(pp);
+    free(ps);
     if (ql.zeros && memcmp(b.zeros, ql.zeros, ql.sbytes) != 0)
       fail_msg("%s: zeros of '%s' differ", scheme, ws[i].name);
     assert_true(!ql.scales == !b.scales && !ql.zeros == !b.zeros);
@@ -1107,13 +1122,12 @@ static void check_packed_file(const char* path, const char* scheme, const qn_sou
   int nw = weight_specs(&src->hp, ws);
   for (int i = 0; i < nw; i++) {
     const int64_t rows = ws[i].rows, cols = ws[i].cols, blocks = (rows + 15) / 16;
-    const int64_t G = (cols + 31) / 32;
     const cJSON* le = cJSON_GetObjectItemCaseSensitive(lm, ws[i].name);
     if (!cJSON_IsString(le) || strcmp(le->valuestring, qn_layout_name(l)))
       fail_msg("%s: quench.layout lacks '%s' = %s", scheme, ws[i].name, qn_layout_name(l));
     /* honest shapes */
-    const uint64_t pb = qn_packed_payload_bytes(l, rows, cols);
-    const uint64_t sb = qn_packed_scale_bytes(l, rows, cols);
+    const uint64_t pb = qn_packed_payload_bytes(t, rows, cols);
+    const uint64_t sb = qn_packed_scale_bytes(t, rows, cols);
     const qn_tensor* pt = qn_source_find(q, ws[i].name);
     assert_non_null(pt);
     assert_int_equal(pt->dtype, QN_DTYPE_U8);
@@ -1132,7 +1146,7 @@ static void check_packed_file(const char* path, const char* scheme, const qn_sou
       assert_true(st->shape[0] == rows && st->shape[1] == 1);
     } else {
       assert_int_equal(st->dtype, QN_DTYPE_F16);
-      assert_true(st->shape[0] == blocks && st->shape[1] == 16 * G);
+      assert_true(st->shape[0] == blocks && st->shape[1] == 16 * qn_qtype_n_groups(t, cols));
     }
     /* the bytes: pack(quant(w)), bound in place */
     float* w = source_f32(src, &ws[i]);

@@ -12,6 +12,8 @@
  *  - a row range in the middle leaves Y untouched outside it, and splitting the rows over calls
  *    gives the same bytes as one call;
  *  - an fp8-e4m3 NaN code makes the row's outputs NaN, as in the reference;
+ *  - int4-gN runs packed (i4x16) on the x86 kernels, and from canonical rows (older .qnz
+ *    files) on the reference, with the reference's bits on exact data either way;
  *  - the scheme list (qn_fx_supports) and the prep size.
  * Sizes: rows and cols each take 1, 7, 31, 33, 172 and 4097 (ragged groups of 32/64/128 and
  * ragged 32-column chunks), with 1, 2, 3, 5 and 8 tokens, and 70 on exact data (three tiles of
@@ -25,7 +27,9 @@
 #include "testutil.h"
 #include "core/half.h"
 #include "kernels/kernels.h"
+#include "quant/pack_i8.h"
 #include "quant/qtype.h"
+#include "quant/quantize_matrix.h"
 
 #ifdef QN_HAVE_X86_KERNELS
 #include "kernels/x86/fx_kind.h"
@@ -180,11 +184,19 @@ static const isa_kernels k_isas[] = {
  * qn_fx_prep_floats floats (so ASan sees any overrun). */
 static void run_fx(const isa_kernels* k, const qn_qtensor* W, const float* X, int n, float* Y,
                    int64_t r0, int64_t r1) {
-  size_t pf = qn_fx_prep_floats(W, n);
+  /* int4-gN kernels read the packed layout the .qnz stores (the reference reads the rows) */
+  qn_qtensor P = *W;
+  void *pp = NULL, *ps = NULL;
+  if (qn_qtype_packed_layout(W->type) != QN_LAYOUT_ROWS)
+    assert_int_equal(qn_qtensor_pack(W, &P, &pp, &ps), QN_OK);
+  assert_true(qn_fx_handles(&P));
+  size_t pf = qn_fx_prep_floats(&P, n);
   float* prep = pf ? xmalloc(pf * sizeof(float)) : NULL;
-  k->prep(W, X, n, prep);
-  k->rows(W, X, prep, n, Y, r0, r1);
+  k->prep(&P, X, n, prep);
+  k->rows(&P, X, prep, n, Y, r0, r1);
   free(prep);
+  free(pp);
+  free(ps);
 }
 
 static void run_ref(const qn_qtensor* W, const float* X, int n, float* Y) {
@@ -374,6 +386,33 @@ static void test_e4m3_nan_code(void** state) {
   free_qmat(&m);
 }
 
+/* An int4-gN weight in canonical rows (a .qnz written before int4 was packed) still runs, on
+ * the reference kernel, with the bits the reference gives; packed, the x86 kernel runs and
+ * gives the same numbers on exact data. */
+static void test_int4_rows_layout_runs(void** state) {
+  (void)state;
+  const int64_t rows = 37, cols = 200;
+  const int n = 3;
+  qmat m = exact_qmat(QN_QTYPE_Q4_G64, rows, cols);
+  float X[3 * 200], Yref[3 * 37], Yrows[3 * 37], Ypacked[3 * 37];
+  for (int i = 0; i < n * cols; i++) X[i] = (float)irand(-3, 3);
+  run_ref(&m.W, X, n, Yref);
+  qn_qtensor P;
+  void *pp = NULL, *ps = NULL;
+  assert_int_equal(qn_qtensor_pack(&m.W, &P, &pp, &ps), QN_OK);
+  assert_false(qn_fx_handles(&m.W));
+  assert_true(qn_fx_handles(&P));
+  float* scratch = xmalloc(qn_matmul_scratch_floats(&m.W, n, 1) * sizeof(float));
+  qn_matmul(NULL, &m.W, X, n, Yrows, scratch);
+  qn_matmul(NULL, &P, X, n, Ypacked, scratch);
+  assert_memory_equal(Yrows, Yref, sizeof Yref);
+  assert_memory_equal(Ypacked, Yref, sizeof Yref);
+  free(scratch);
+  free(pp);
+  free(ps);
+  free_qmat(&m);
+}
+
 static void test_supports_and_prep(void** state) {
   (void)state;
   for (int t = 0; t < QN_QTYPE_COUNT; t++) {
@@ -381,12 +420,17 @@ static void test_supports_and_prep(void** state) {
     /* every weight-only scheme has a kernel; int8-activation schemes never do */
     assert_int_equal(qn_fx_supports((qn_qtype)t), tr->act == QN_ACT_FLOAT);
     qn_qtensor W = {(qn_qtype)t, 5, 33, NULL, NULL, NULL, 0.0f, QN_LAYOUT_ROWS};
-    /* int4a: 33 columns de-interleaved in 2 chunks of 32 floats; int4: 16-bit activations,
-     * a 64-byte header and one 320-byte block (fx_q4.h) */
+    /* int4a: 33 columns de-interleaved in 2 chunks of 32 floats; int4: a 64-byte header, 64
+     * low and 64 high activation bytes, the group offsets padded to 64 bytes (fx_q4.h) */
     size_t want = tr->payload_bits != 4 || tr->act != QN_ACT_FLOAT ? 0
                   : tr->asymmetric                                 ? 64 * 3
-                                                                   : (64 + 320) / 4 * 3;
+                                                                   : (64 + 128 + 64) / 4 * 3;
     assert_int_equal(qn_fx_prep_floats(&W, 3), want);
+    /* the layout each kernel reads: int4-gN packed, the others canonical rows */
+    const bool packed = qn_qtype_packed_layout((qn_qtype)t) != QN_LAYOUT_ROWS;
+    assert_int_equal(qn_fx_handles(&W), qn_fx_supports((qn_qtype)t) && !packed);
+    W.layout = QN_LAYOUT_I4X16;
+    assert_int_equal(qn_fx_handles(&W), qn_fx_supports((qn_qtype)t) && packed);
   }
   assert_false(qn_fx_supports(QN_QTYPE_COUNT));
 }
@@ -396,7 +440,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_supports_and_prep),   cmocka_unit_test(test_exact_data),
       cmocka_unit_test(test_random_within_bound), cmocka_unit_test(test_row_range),
-      cmocka_unit_test(test_e4m3_nan_code),
+      cmocka_unit_test(test_e4m3_nan_code),       cmocka_unit_test(test_int4_rows_layout_runs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,8 +122,8 @@ static qmat make_qmat(qn_qtype t, int64_t rows, int64_t cols, float act_scale) {
   m.W = (qn_qtensor){t, rows, cols, m.payload, m.scales, NULL, act_scale, QN_LAYOUT_ROWS};
   qn_layout l = qn_qtype_packed_layout(t);
   /* exact sizes, so ASan sees any read beyond the packed buffers */
-  m.ppayload = xmalloc(qn_packed_payload_bytes(l, rows, cols));
-  m.pscales = xmalloc(qn_packed_scale_bytes(l, rows, cols));
+  m.ppayload = xmalloc(qn_packed_payload_bytes(t, rows, cols));
+  m.pscales = xmalloc(qn_packed_scale_bytes(t, rows, cols));
   qn_pack_i8(t, rows, cols, m.payload, m.scales, m.ppayload, m.pscales);
   m.P = m.W;
   m.P.data = m.ppayload;

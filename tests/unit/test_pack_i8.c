@@ -1,10 +1,10 @@
-/* test_pack_i8.c: the packed VNNI layouts of w8a8-* (QN_LAYOUT_I8X16) and w4a8
- * (QN_LAYOUT_I4X16) against their specification (the header comment of quant/pack_i8.h and
- * docs/FORMAT.md, "Packed layouts"), restated here independently:
+/* test_pack_i8.c: the packed VNNI layouts of w8a8-* (QN_LAYOUT_I8X16) and of w4a8 and
+ * int4-g32/g64/g128 (QN_LAYOUT_I4X16) against their specification (the header comment of
+ * quant/pack_i8.h and docs/FORMAT.md, "Packed layouts"), restated here independently:
  *  - for rows and cols in {1, 7, 31, 33, 172, 4097} and random canonical codes and scales,
  *    qn_pack_i8 gives exactly the bytes the spec's address formula gives (padding codes 128 /
  *    nibble 8, padding scales 0 included), and the sizes are the spec's;
- *  - qn_packed_row_codes(pack(W)) == W for every row (codes, and w4a8's fp16 scales);
+ *  - qn_packed_row_codes(pack(W)) == W for every row (codes, and the int4 fp16 scales);
  *  - every 64-byte chunk is one vpdpbusd operand: 16 consecutive rows x 4 consecutive columns
  *    (i8x16) or 16 rows x 8 nibble columns of one group (i4x16);
  *  - the schemes' dequant_row reads a packed tensor exactly as its canonical twin;
@@ -45,14 +45,17 @@ typedef struct canon {
   int8_t* codes;    /* rows x cols codes (the truth) */
   uint8_t* payload; /* canonical payload */
   uint8_t* scales;  /* canonical scales: f32 [rows] or fp16 [rows][G] */
-  uint16_t* s16;    /* w4a8: the fp16 scales again, [rows][G] */
+  uint16_t* s16;    /* int4: the fp16 scales again, [rows][NG] */
 } canon;
+
+/* The schemes stored in i4x16. */
+static bool is_i4x16(qn_qtype t) { return qn_qtype_packed_layout(t) == QN_LAYOUT_I4X16; }
 
 static canon make_canon(qn_qtype t, int64_t rows, int64_t cols) {
   canon m;
   memset(&m, 0, sizeof m);
-  const bool w4 = t == QN_QTYPE_W4A8;
-  const int64_t G = (cols + 31) / 32;
+  const bool w4 = is_i4x16(t);
+  const int64_t G = qn_qtype_n_groups(t, cols); /* scale groups */
   m.codes = xmalloc((size_t)(rows * cols));
   for (int64_t i = 0; i < rows * cols; i++)
     m.codes[i] = (int8_t)(w4 ? (int)(rnd() % 16) - 8 : (int)(rnd() % 255) - 127);
@@ -98,7 +101,7 @@ static void spec_i8x16(const canon* m, uint8_t* pay, size_t pbytes) {
 }
 
 static void spec_i4x16(const canon* m, uint8_t* pay, size_t pbytes, uint16_t* sc, size_t sbytes) {
-  const int64_t G = (m->W.cols + 31) / 32;
+  const int64_t G = (m->W.cols + 31) / 32, NG = qn_qtype_n_groups(m->W.type, m->W.cols);
   memset(pay, 0x88, pbytes); /* padding: nibbles 8 (code 0) */
   memset(sc, 0, sbytes);     /* padding scales 0 */
   for (int64_t r = 0; r < m->W.rows; r++) {
@@ -109,7 +112,7 @@ static void spec_i4x16(const canon* m, uint8_t* pay, size_t pbytes, uint16_t* sc
       unsigned v = (unsigned)(m->codes[r * m->W.cols + c] + 8);
       pay[at] = high ? (uint8_t)((pay[at] & 0x0f) | (v << 4)) : (uint8_t)((pay[at] & 0xf0) | v);
     }
-    for (int64_t g = 0; g < G; g++) sc[((r / 16) * G + g) * 16 + r % 16] = m->s16[r * G + g];
+    for (int64_t g = 0; g < NG; g++) sc[((r / 16) * NG + g) * 16 + r % 16] = m->s16[r * NG + g];
   }
 }
 
@@ -128,9 +131,14 @@ static void test_layout_names(void** s) {
   assert_int_equal(qn_qtype_packed_layout(QN_QTYPE_W8A8_STATIC), QN_LAYOUT_I8X16);
   assert_int_equal(qn_qtype_packed_layout(QN_QTYPE_W8A8_DYNAMIC), QN_LAYOUT_I8X16);
   assert_int_equal(qn_qtype_packed_layout(QN_QTYPE_W4A8), QN_LAYOUT_I4X16);
-  for (int t = 0; t < QN_QTYPE_COUNT; t++)
-    if (qn_qtype_traits_of((qn_qtype)t)->act == QN_ACT_FLOAT)
+  assert_int_equal(qn_qtype_packed_layout(QN_QTYPE_Q4_G32), QN_LAYOUT_I4X16);
+  assert_int_equal(qn_qtype_packed_layout(QN_QTYPE_Q4_G64), QN_LAYOUT_I4X16);
+  assert_int_equal(qn_qtype_packed_layout(QN_QTYPE_Q4_G128), QN_LAYOUT_I4X16);
+  for (int t = 0; t < QN_QTYPE_COUNT; t++) /* every other weight-only scheme keeps its rows */
+    if (qn_qtype_traits_of((qn_qtype)t)->act == QN_ACT_FLOAT &&
+        qn_qtype_traits_of((qn_qtype)t)->payload_bits != 4)
       assert_int_equal(qn_qtype_packed_layout((qn_qtype)t), QN_LAYOUT_ROWS);
+  assert_int_equal(qn_qtype_packed_layout(QN_QTYPE_Q4A_G32), QN_LAYOUT_ROWS);
 }
 
 /* Sizes by the spec; qn_qtype_bytes is the stored size with the padding. */
@@ -140,12 +148,20 @@ static void test_sizes(void** s) {
     for (size_t ci = 0; ci < N_SIZES; ci++) {
       int64_t rows = k_sizes[ri], cols = k_sizes[ci];
       uint64_t r16 = (uint64_t)up(rows, 16), G = (uint64_t)((cols + 31) / 32);
-      assert_int_equal(qn_packed_payload_bytes(QN_LAYOUT_I8X16, rows, cols),
+      assert_int_equal(qn_packed_payload_bytes(QN_QTYPE_W8A8_DYNAMIC, rows, cols),
                        r16 * (uint64_t)up(cols, 4));
-      assert_int_equal(qn_packed_scale_bytes(QN_LAYOUT_I8X16, rows, cols), 4 * (uint64_t)rows);
-      assert_int_equal(qn_packed_payload_bytes(QN_LAYOUT_I4X16, rows, cols), r16 * G * 16);
-      assert_int_equal(qn_packed_scale_bytes(QN_LAYOUT_I4X16, rows, cols), r16 * G * 2);
-      assert_int_equal(qn_packed_payload_bytes(QN_LAYOUT_ROWS, rows, cols), 0);
+      assert_int_equal(qn_packed_scale_bytes(QN_QTYPE_W8A8_STATIC, rows, cols), 4 * (uint64_t)rows);
+      assert_int_equal(qn_packed_payload_bytes(QN_QTYPE_W4A8, rows, cols), r16 * G * 16);
+      assert_int_equal(qn_packed_scale_bytes(QN_QTYPE_W4A8, rows, cols), r16 * G * 2);
+      for (int gi = 0; gi < 3; gi++) { /* int4-gN: the w4a8 payload, scales per N columns */
+        const qn_qtype t = (qn_qtype)(QN_QTYPE_Q4_G32 + gi);
+        const uint64_t NG = (uint64_t)((cols + (32 << gi) - 1) / (32 << gi));
+        assert_int_equal(qn_packed_payload_bytes(t, rows, cols), r16 * G * 16);
+        assert_int_equal(qn_packed_scale_bytes(t, rows, cols), r16 * NG * 2);
+        assert_int_equal(qn_qtype_bytes(t, rows, cols), r16 * (G * 16 + NG * 2));
+      }
+      assert_int_equal(qn_packed_payload_bytes(QN_QTYPE_Q8_C, rows, cols), 0);
+      assert_int_equal(qn_packed_scale_bytes(QN_QTYPE_Q4A_G32, rows, cols), 0);
       assert_int_equal(qn_qtype_bytes(QN_QTYPE_W8A8_DYNAMIC, rows, cols),
                        r16 * (uint64_t)up(cols, 4) + 4 * (uint64_t)rows);
       assert_int_equal(qn_qtype_bytes(QN_QTYPE_W8A8_STATIC, rows, cols),
@@ -154,19 +170,19 @@ static void test_sizes(void** s) {
       /* never smaller than the canonical storage of the same codes */
       assert_true(qn_qtype_bytes(QN_QTYPE_W8A8_DYNAMIC, rows, cols) >=
                   qn_qtype_bytes(QN_QTYPE_Q8_C, rows, cols));
-      assert_true(qn_qtype_bytes(QN_QTYPE_W4A8, rows, cols) >=
+      assert_true(qn_qtype_bytes(QN_QTYPE_W4A8, rows, cols) ==
                   qn_qtype_bytes(QN_QTYPE_Q4_G32, rows, cols));
     }
   /* whole blocks: no padding, the canonical size */
   assert_int_equal(qn_qtype_bytes(QN_QTYPE_W8A8_DYNAMIC, 32, 64),
                    qn_qtype_bytes(QN_QTYPE_Q8_C, 32, 64));
-  assert_int_equal(qn_qtype_bytes(QN_QTYPE_W4A8, 32, 64), qn_qtype_bytes(QN_QTYPE_Q4_G32, 32, 64));
+  assert_int_equal(qn_qtype_bytes(QN_QTYPE_W4A8, 32, 64), 32 * 32 + 32 * 2 * 2);
   assert_true(qn_qtype_bpw(QN_QTYPE_W4A8, 4096, 4096) == 4.5);
   /* overflow: 0, never a wrapped size */
-  assert_int_equal(qn_packed_payload_bytes(QN_LAYOUT_I8X16, INT64_MAX, 8), 0);
-  assert_int_equal(qn_packed_payload_bytes(QN_LAYOUT_I4X16, INT64_MAX / 2, INT64_MAX / 2), 0);
-  assert_int_equal(qn_packed_scale_bytes(QN_LAYOUT_I4X16, INT64_MAX, 32), 0);
-  assert_int_equal(qn_packed_payload_bytes(QN_LAYOUT_I8X16, -1, 8), 0);
+  assert_int_equal(qn_packed_payload_bytes(QN_QTYPE_W8A8_DYNAMIC, INT64_MAX, 8), 0);
+  assert_int_equal(qn_packed_payload_bytes(QN_QTYPE_W4A8, INT64_MAX / 2, INT64_MAX / 2), 0);
+  assert_int_equal(qn_packed_scale_bytes(QN_QTYPE_Q4_G128, INT64_MAX, 32), 0);
+  assert_int_equal(qn_packed_payload_bytes(QN_QTYPE_W8A8_DYNAMIC, -1, 8), 0);
   assert_int_equal(qn_qtype_bytes(QN_QTYPE_W4A8, INT64_MAX / 4, 1 << 20), 0);
 }
 
@@ -174,8 +190,8 @@ static void test_sizes(void** s) {
 static void check_shape(qn_qtype t, int64_t rows, int64_t cols) {
   const qn_layout l = qn_qtype_packed_layout(t);
   canon m = make_canon(t, rows, cols);
-  const size_t pb = (size_t)qn_packed_payload_bytes(l, rows, cols);
-  const size_t sb = (size_t)qn_packed_scale_bytes(l, rows, cols);
+  const size_t pb = (size_t)qn_packed_payload_bytes(t, rows, cols);
+  const size_t sb = (size_t)qn_packed_scale_bytes(t, rows, cols);
   qn_qtensor P;
   void *pp = NULL, *ps = NULL;
   assert_int_equal(qn_qtensor_pack(&m.W, &P, &pp, &ps), QN_OK);
@@ -198,15 +214,15 @@ static void check_shape(qn_qtype t, int64_t rows, int64_t cols) {
              (long long)rows, (long long)cols, k, ((const uint8_t*)pp)[k], want[k]);
   }
   /* rows read back */
-  const int64_t G = (cols + 31) / 32;
+  const int64_t G = (cols + 31) / 32, NG = qn_qtype_n_groups(t, cols);
   int8_t* row = xmalloc((size_t)cols);
-  uint16_t* rs = xmalloc(2 * (size_t)G);
+  uint16_t* rs = xmalloc(2 * (size_t)NG);
   for (int64_t r = 0; r < rows; r++) {
     qn_packed_row_codes(&P, r, row, l == QN_LAYOUT_I4X16 ? rs : NULL);
     if (memcmp(row, m.codes + r * cols, (size_t)cols) != 0)
       fail_msg("%s %lldx%lld: row %lld differs after pack/unpack", qn_qtype_traits_of(t)->name,
                (long long)rows, (long long)cols, (long long)r);
-    if (l == QN_LAYOUT_I4X16) assert_memory_equal(rs, m.s16 + r * G, 2 * (size_t)G);
+    if (l == QN_LAYOUT_I4X16) assert_memory_equal(rs, m.s16 + r * NG, 2 * (size_t)NG);
   }
   /* one 64-byte chunk = one vpdpbusd operand: lane i (4 bytes) is row 16 b + i */
   const uint8_t* pay = pp;
@@ -255,21 +271,25 @@ static void check_shape(qn_qtype t, int64_t rows, int64_t cols) {
 
 static void test_round_trip_odd_sizes(void** s) {
   (void)s;
-  const qn_qtype types[2] = {QN_QTYPE_W8A8_DYNAMIC, QN_QTYPE_W4A8};
-  for (int k = 0; k < 2; k++)
+  const qn_qtype types[3] = {QN_QTYPE_W8A8_DYNAMIC, QN_QTYPE_W4A8, QN_QTYPE_Q4_G128};
+  for (int k = 0; k < 3; k++)
     for (size_t ri = 0; ri < N_SIZES; ri++)
       for (size_t ci = 0; ci < N_SIZES; ci++) {
-        if (k_sizes[ri] * k_sizes[ci] > 1000000 && k == 0) continue; /* 4097^2: w4a8 only */
+        if (k_sizes[ri] * k_sizes[ci] > 1000000 && k != 1) continue; /* 4097^2: w4a8 only */
         check_shape(types[k], k_sizes[ri], k_sizes[ci]);
       }
   check_shape(QN_QTYPE_W8A8_STATIC, 33, 7);
+  check_shape(QN_QTYPE_Q4_G32, 33, 172);
+  check_shape(QN_QTYPE_Q4_G64, 172, 33);
+  check_shape(QN_QTYPE_Q4_G64, 31, 4097);
 }
 
 /* Whole-matrix dequantization of a packed tensor equals the canonical one. */
 static void test_dequant_matrix(void** s) {
   (void)s;
-  const qn_qtype types[3] = {QN_QTYPE_W8A8_STATIC, QN_QTYPE_W8A8_DYNAMIC, QN_QTYPE_W4A8};
-  for (int k = 0; k < 3; k++) {
+  const qn_qtype types[6] = {QN_QTYPE_W8A8_STATIC, QN_QTYPE_W8A8_DYNAMIC, QN_QTYPE_W4A8,
+                             QN_QTYPE_Q4_G32,      QN_QTYPE_Q4_G64,       QN_QTYPE_Q4_G128};
+  for (int k = 0; k < 6; k++) {
     canon m = make_canon(types[k], 35, 77);
     qn_qtensor P;
     void *pp = NULL, *ps = NULL;
@@ -297,9 +317,9 @@ static void test_pack_refusals(void** s) {
   assert_null(s2);
   assert_non_null(strstr(qn_last_error(), "packed"));
   qn_qtensor other = m.W;
-  other.type = QN_QTYPE_Q4_G32; /* a weight-only scheme keeps its rows */
+  other.type = QN_QTYPE_Q8_G32; /* a weight-only scheme other than int4-gN keeps its rows */
   assert_int_equal(qn_qtensor_pack(&other, &Q, &p2, &s2), QN_EINVAL);
-  assert_non_null(strstr(qn_last_error(), "int4-g32"));
+  assert_non_null(strstr(qn_last_error(), "int8-g32"));
   assert_int_equal(qn_qtensor_pack(NULL, &Q, &p2, &s2), QN_EINVAL);
   free(pp);
   free(ps);

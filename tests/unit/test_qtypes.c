@@ -102,12 +102,15 @@ static void test_sizes_by_rule(void** s) {
       assert_int_equal(qn_qtype_n_groups((qn_qtype)t, cols), groups);
       int64_t rows = 3;
       int64_t bytes = rows * (row_bytes + groups * R->sbytes * R->arrays);
-      /* w8a8-* / w4a8 are stored in their packed kernel layouts (docs/FORMAT.md, "Packed
-         layouts"): whole blocks of 16 rows; i8x16 pads columns to 4 and keeps one f32 scale
-         per real row, i4x16 pads columns to groups of 32 and stores 16 fp16 scales a block */
+      /* w8a8-*, w4a8 and int4-gN are stored in their packed kernel layouts (docs/FORMAT.md,
+         "Packed layouts"): whole blocks of 16 rows; i8x16 pads columns to 4 and keeps one f32
+         scale per real row, i4x16 pads columns to blocks of 32 and stores 16 fp16 scales per
+         block of rows and scale group */
       if (t == QN_QTYPE_W8A8_STATIC || t == QN_QTYPE_W8A8_DYNAMIC)
         bytes = 16 * ((cols + 3) / 4 * 4) + rows * 4;
-      if (t == QN_QTYPE_W4A8) bytes = 16 * groups * 16 + 16 * groups * 2;
+      if (t == QN_QTYPE_W4A8 || t == QN_QTYPE_Q4_G32 || t == QN_QTYPE_Q4_G64 ||
+          t == QN_QTYPE_Q4_G128)
+        bytes = 16 * ((cols + 31) / 32) * 16 + 16 * groups * 2;
       assert_int_equal(qn_qtype_bytes((qn_qtype)t, rows, cols), bytes);
       double bpw = 8.0 * (double)bytes / (double)(rows * cols);
       assert_true(qn_qtype_bpw((qn_qtype)t, rows, cols) == bpw);
@@ -135,20 +138,22 @@ static void test_bpw_known(void** s) {
       {"int3-g128", 2, 256, 3.125},
       {"int3-g32", 1, 33, (13.0 * 8 + 2.0 * 16) / 33},
       {"int8-g128", 4, 4096, 8.125},
-      {"int4-g32", 4, 4096, 4.5},
-      {"int4-g64", 4, 4096, 4.25},
-      {"int4-g128", 4, 4096, 4.125},
+      {"int4-g32", 16, 4096, 4.5}, /* int4-gN: whole 16-row blocks (packed, i4x16) */
+      {"int4-g64", 32, 4096, 4.25},
+      {"int4-g128", 16, 4096, 4.125},
+      {"int4-g32", 4, 4096, 18.0}, /* 4 rows stored as a block of 16 */
       {"int4a-g32", 4, 4096, 5.0},
       {"int4a-g64", 4, 4096, 4.5},
       {"int4a-g128", 4, 4096, 4.25},
       {"fp8-e4m3", 4, 4096, 8.0 + 32.0 / 4096},
       {"fp8-e5m2", 4, 64, 8.5},
-      /* ragged: 172 = 5 * 32 + 12: 86 payload bytes + 6 fp16 scales = 98 bytes per row */
-      {"int4-g32", 5, 172, 98.0 * 8 / 172},
+      /* ragged: 172 = 5 * 32 + 12, padded to 192 columns: 96 payload bytes + 6 fp16 scales
+         = 108 bytes per row */
+      {"int4-g32", 16, 172, 108.0 * 8 / 172},
       /* 172 < 256: int4a-g128 has two groups (128 + 44): 86 + 2 * 2 * 2 = 94 bytes */
       {"int4a-g128", 1, 172, 94.0 * 8 / 172},
-      /* 7 columns: 4 payload bytes (last high nibble unused) + one fp16 scale */
-      {"int4-g32", 1, 7, 6.0 * 8 / 7},
+      /* 7 columns: 16 payload bytes (padded to 32 columns) + one fp16 scale */
+      {"int4-g32", 16, 7, 18.0 * 8 / 7},
       /* a single column: int8-g128 stores 1 byte + 2 bytes of scale */
       {"int8-g128", 1, 1, 24.0},
   };

@@ -20,6 +20,12 @@
 
 bool qn_fx_supports(qn_qtype t) { return qn_fx_kind_of(t) != FX_NONE; }
 
+bool qn_fx_handles(const qn_qtensor* W) {
+  const fx_kind k = qn_fx_kind_of(W->type);
+  if (k == FX_NONE) return false;
+  return W->layout == (k == FX_Q4 ? QN_LAYOUT_I4X16 : QN_LAYOUT_ROWS);
+}
+
 int qn_fx_blas_min_tokens(qn_qtype t) {
   switch (qn_fx_kind_of(t)) {
     case FX_F32:
@@ -36,6 +42,8 @@ int qn_fx_blas_min_tokens(qn_qtype t) {
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n) {
   const fx_kind k = qn_fx_kind_of(W->type);
   if (!qn_fx_uses_prep(k) || n <= 0 || W->cols <= 0) return 0;
-  if (k == FX_Q4) return q4i_token_bytes(W->cols) / sizeof(float) * (size_t)n;
+  if (k == FX_Q4)
+    return q4i_token_bytes(W->cols, qn_qtype_n_groups(W->type, W->cols)) / sizeof(float) *
+           (size_t)n;
   return ((size_t)W->cols + 31) / 32 * 32 * (size_t)n;
 }

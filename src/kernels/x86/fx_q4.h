@@ -1,30 +1,34 @@
-/* fx_q4.h: the activation layout ("prep") of the x86 int4-gN kernels
- * (src/kernels/x86/{avx2,avx512}/matvec_q4_*.c), shared by both ISAs and fx_common.c.
+/* fx_q4.h: the activation layout ("prep") and call geometry of the x86 int4-gN weight-only
+ * kernels (src/kernels/x86/{avx2,avx512}/matvec_q4_*.c), shared by both ISAs and fx_common.c.
  *
- * int4-gN rows hold 2 codes per byte (column 2k in the low nibble of byte k, 2k + 1 in the
- * high one) and one fp16 scale d per group: w = (q - 8) d. Read 16 bits at a time, word i of
- * a 128-column block holds the codes of columns 4i, 4i+1, 4i+2, 4i+3 in bits 0-3, 4-7, 8-11,
- * 12-15, so four mask/shift operations split 64 payload bytes into four vectors of 32 16-bit
- * codes, c_k[i] = q[4i + k], with no shuffle. The kernels multiply those with 16-bit
- * activations (vpdpwssd / vpmaddwd: pairs of 16-bit products summed into 32-bit lanes), so
- * 32-bit lane l of the four products sums columns 8l .. 8l+7 of the block: one scale group
- * covers 4 (g32), 8 (g64) or 16 (g128) whole lanes.
+ * Weights: the packed QN_LAYOUT_I4X16 of quant/pack_i8.h (the w4a8 layout, with one fp16
+ * scale per row and scale group of N columns). One 64-byte chunk holds 8 columns of 16 rows,
+ * 4 bytes per row; byte i of row r's 4 has column 8j + i in its low nibble and 8j + 4 + i in
+ * its high one, as q + 8 in [0, 15]. One and (low nibbles) and one shift + and (high
+ * nibbles) give two vectors of unsigned codes whose 32-bit lane r belongs to row r, so a
+ * VNNI vpdpbusd with 4 activation bytes broadcast to all lanes adds 4 products to each row's
+ * sum, and a scale group's sums stay in one int32 lane per row until the group ends.
  *
  * Activations: each token's x is quantized once per call to 16 bits with a power-of-two step
- * sx = 2^e, the smallest with max|x| / sx <= 32767: xq = round_half_even(x / sx), an exact
- * multiplication followed by one rounding, so |x - xq sx| <= sx / 2 < max|x| / 32767 (about
- * 3e-5 of the largest activation; the 4-bit weights' own error is ~1e-1 of theirs). With
- * x = xq sx exactly (e.g. small integers), the kernels' result is exact wherever the float
- * reference's is. A token with a non-finite activation gets sx = NaN, so all its outputs are
- * NaN.
+ * sx = 2^e, the smallest with max|x| / sx <= Q4I_XQ_MAX: xq = round_half_even(x / sx), an
+ * exact multiplication followed by one rounding, so |x - xq sx| <= sx / 2 < max|x| / 32639
+ * (about 3e-5 of the largest activation; the 4-bit weights' own error is ~1e-1 of theirs).
+ * xq is split into two signed bytes, xq = 256 xh + xl with xl in [-128, 127] (xh = floor((xq
+ * + 128) / 256), in [-128, 127] because |xq| <= 32639), the signed operands of vpdpbusd.
+ * With x = xq sx exactly (e.g. small integers), the kernels' result is exact wherever the
+ * float reference's is. A token with a non-finite activation gets sx = NaN, so all its
+ * outputs are NaN.
  *
- * Per token (q4i_token_bytes apart; the kernels accept any alignment):
- *   bytes 0..63          float sx, then zeros
- *   per 128-column block b (Q4I_BLOCK_BYTES each, from byte 64):
- *     int16 X_k[32] for k = 0..3   X_k[i] = xq[128 b + 4 i + k] (0 past the row)
- *     int32 C[16]                  C[l] = -8 * sum_{j < 8} xq[128 b + 8 l + j]
- * C carries the codes' offset of 8: lane l of C + sum_k c_k * X_k is then
- * sum (q - 8) xq over its 8 columns, exact in int32 (|.| <= 8 * 8 * 32767). */
+ * Per token (q4i_token_bytes apart; 64-byte multiples):
+ *   bytes 0..63                 float sx, then zeros
+ *   int8  xl[P]                 P = 32 * ceil(cols / 32); 0 past cols
+ *   int8  xh[P]
+ *   int32 C[NG], zero-padded    C[s] = -8 * sum of xq over scale group s (the codes' +8)
+ * Row r's result is sx * sum_s d[r][s] * (C[s] + sum_c code[r][c] xl[c]
+ * + 256 sum_c code[r][c] xh[c]) over the group's columns: the integer part is exact in int32
+ * (|.| <= 128 * 8 * 32896 + 128 * 15 * 128 * 256 < 2^31 for groups of up to 128 columns),
+ * then one int->float conversion (exact below 2^24: always for g32), one FMA per group and
+ * one product by sx. */
 #ifndef QN_KERNELS_X86_FX_Q4_H
 #define QN_KERNELS_X86_FX_Q4_H
 
@@ -34,25 +38,21 @@
 
 #include "quant/qtype.h"
 
-#define Q4I_BLOCK_COLS 128  /* columns per block */
-#define Q4I_HEAD_BYTES 64   /* per-token header (sx) */
-#define Q4I_X_BYTES 256     /* 4 x 32 int16 activations of a block */
-#define Q4I_BLOCK_BYTES 320 /* activations + the 16 int32 offsets C */
-#define Q4I_XQ_MAX 32767.0f
-#define Q4I_PREFETCH_BYTES 8192 /* least distance of the kernels' software prefetch */
+#define Q4I_HEAD_BYTES 64       /* per-token header (sx) */
+#define Q4I_XQ_MAX 32639.0f     /* largest |xq|: 256 * 127 + 127 */
+#define Q4I_PREFETCH_BYTES 8192 /* distance of the kernels' software prefetch of the payload */
+#define Q4I_BLOCK_BYTES 256     /* payload of one 16-row x 32-column block */
 
-/* Blocks of a row of cols columns, the ragged one included. */
-static inline int64_t q4i_blocks(int64_t cols) {
-  return (cols + Q4I_BLOCK_COLS - 1) / Q4I_BLOCK_COLS;
-}
+/* Activation bytes per token and side (xl or xh): columns rounded up to 32. */
+static inline int64_t q4i_padded_cols(int64_t cols) { return (cols + 31) / 32 * 32; }
 
-/* Bytes of one token's prep. */
-static inline size_t q4i_token_bytes(int64_t cols) {
-  return Q4I_HEAD_BYTES + (size_t)q4i_blocks(cols) * Q4I_BLOCK_BYTES;
+/* Bytes of one token's prep for a weight of cols columns and n_groups scale groups. */
+static inline size_t q4i_token_bytes(int64_t cols, int64_t n_groups) {
+  return Q4I_HEAD_BYTES + 2 * (size_t)q4i_padded_cols(cols) + ((size_t)n_groups * 4 + 63) / 64 * 64;
 }
 
 /* The exponent e of the step 2^e for a token whose largest |x| is amax (finite, >= 0): the
- * smallest with amax * 2^-e <= 32767, kept within [-126, 126] so 2^-e is a normal float. */
+ * smallest with amax * 2^-e <= Q4I_XQ_MAX, kept within [-126, 126] so 2^-e is a normal float. */
 static inline int q4i_step_exponent(float amax) {
   if (!(amax > 0.0f)) return 0;
   int e;
@@ -63,49 +63,53 @@ static inline int q4i_step_exponent(float amax) {
   return e;
 }
 
+/* xq split into the signed bytes of the prep: xq = 256 * hi + lo, lo in [-128, 127]. */
+static inline int q4i_hi(int xq) { return (xq + 128) >> 8; }
+
 /* Everything a kernel block reads of one call, resolved once per call (both ISAs). */
 typedef struct q4i_mat {
-  const uint8_t* data;    /* payload of row 0; rows are row_bytes apart */
-  size_t row_bytes;       /* payload bytes per row (cols / 2 rounded up) */
-  const uint8_t* scales;  /* fp16 group scales of row 0; rows are scale_bytes apart */
-  size_t scale_bytes;     /* bytes of scales per row */
+  const uint8_t* data;    /* packed payload; 16-row block b at b * block_bytes */
+  size_t block_bytes;     /* payload bytes per 16-row block: 256 * blocks32 */
+  const uint16_t* scales; /* packed fp16 scales; 16-row block b at b * 16 * n_groups */
   int64_t rows;           /* rows of W (the stride of Y between tokens) */
+  int64_t blocks32;       /* 32-column blocks per row: ceil(cols / 32) */
   int64_t n_groups;       /* scale groups per row */
-  int64_t full_blocks;    /* whole 128-column blocks per row */
-  int64_t blocks;         /* blocks per row, the ragged one included */
-  int tail_bytes;         /* payload bytes of the ragged block (0..64) */
-  int gshift;             /* log2(group / 32): 0, 1, 2 */
+  int per_group;          /* 32-column blocks per scale group: 1, 2, 4 (the last may have fewer) */
+  int64_t p_cols;         /* activation bytes per side: 32 * blocks32 */
   const uint8_t* prep;    /* prepared activations (above), token 0 */
   size_t prep_stride;     /* bytes between tokens in prep */
-  size_t prefetch_ahead;  /* bytes from a payload byte to the one prefetched with it: the
-                             same offset of a block of rows >= Q4I_PREFETCH_BYTES further */
-  size_t prefetch_scales; /* the same for the scales: as many rows ahead */
-  float* Y;               /* n x rows */
+  size_t scale_ahead; /* scale bytes prefetched ahead, as far as Q4I_PREFETCH_BYTES of payload */
+  float* Y;           /* n x rows */
 } q4i_mat;
 
-/* Fills m for W, the prep of qn_q4_prep_*, and Y; rows_per_block: the kernel's row block
- * (the prefetch distance is a whole number of them). */
-static inline void q4i_mat_init(q4i_mat* m, const qn_qtensor* W, const float* prep, float* Y,
-                                int rows_per_block) {
+/* Fills m for W (packed int4-gN), the prep of qn_q4_prep_*, and Y. */
+static inline void q4i_mat_init(q4i_mat* m, const qn_qtensor* W, const float* prep, float* Y) {
   const int64_t cols = W->cols;
   const int group = qn_qtype_traits_of(W->type)->group;
   m->data = W->data;
-  m->row_bytes = (size_t)qn_qtype_row_bytes(W->type, cols);
+  m->blocks32 = (cols + 31) / 32;
+  m->block_bytes = (size_t)m->blocks32 * Q4I_BLOCK_BYTES;
   m->scales = W->scales;
-  m->n_groups = qn_qtype_n_groups(W->type, cols);
-  m->scale_bytes = (size_t)m->n_groups * 2;
   m->rows = W->rows;
-  m->full_blocks = cols / Q4I_BLOCK_COLS;
-  m->blocks = q4i_blocks(cols);
-  m->tail_bytes = (int)((cols % Q4I_BLOCK_COLS + 1) / 2);
-  m->gshift = group == 128 ? 2 : group == 64 ? 1 : 0;
+  m->n_groups = qn_qtype_n_groups(W->type, cols);
+  m->per_group = group / 32;
+  m->p_cols = q4i_padded_cols(cols);
   m->prep = (const uint8_t*)prep;
-  m->prep_stride = q4i_token_bytes(cols);
-  size_t ahead = (Q4I_PREFETCH_BYTES + m->row_bytes - 1) / m->row_bytes;
-  ahead = (ahead + (size_t)rows_per_block - 1) / (size_t)rows_per_block * (size_t)rows_per_block;
-  m->prefetch_ahead = ahead * m->row_bytes;
-  m->prefetch_scales = ahead * m->scale_bytes;
+  m->prep_stride = q4i_token_bytes(cols, m->n_groups);
+  /* 32 scale bytes (16 rows) per group of 256 * per_group payload bytes */
+  m->scale_ahead = (size_t)Q4I_PREFETCH_BYTES / (8u * (size_t)m->per_group);
   m->Y = Y;
+}
+
+/* Prefetches (into L2) the start of the payload and scales of the 16-row blocks b0 .. b1-1
+ * that the kernels' running prefetch, Q4I_PREFETCH_BYTES ahead, does not cover. */
+static inline void q4i_prefetch_start(const q4i_mat* m, int64_t b0, int64_t b1) {
+  const char* p = (const char*)(m->data + (size_t)b0 * m->block_bytes);
+  size_t pay = (size_t)(b1 - b0) * m->block_bytes;
+  if (pay > Q4I_PREFETCH_BYTES) pay = Q4I_PREFETCH_BYTES;
+  for (size_t o = 0; o < pay; o += 64) __builtin_prefetch(p + o, 0, 2);
+  const char* s = (const char*)(m->scales + (size_t)b0 * 16 * (size_t)m->n_groups);
+  for (size_t o = 0; o < m->scale_ahead; o += 64) __builtin_prefetch(s + o, 0, 2);
 }
 
 #endif

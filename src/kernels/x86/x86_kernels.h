@@ -26,7 +26,11 @@
  * largest batch, 512, is still faster here). */
 #define QN_FX_TOKEN_TILE 32
 #define QN_FX_BLAS_SLOW_DECODE 256
-bool qn_fx_supports(qn_qtype t);       /* schemes with an x86 kernel */
+bool qn_fx_supports(qn_qtype t); /* schemes with an x86 kernel */
+/* W is in the layout its scheme's x86 kernel reads: int4-gN packed (QN_LAYOUT_I4X16, as
+ * .qnz files store it), every other scheme canonical rows. An int4-gN weight in canonical
+ * rows (a .qnz written before int4 was packed) runs through the reference kernel instead. */
+bool qn_fx_handles(const qn_qtensor* W);
 int qn_fx_blas_min_tokens(qn_qtype t); /* batches this large go to BLAS (INT_MAX: never) */
 size_t qn_fx_prep_floats(const qn_qtensor* W, int n); /* floats of prep */
 void qn_fx_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep);
@@ -35,8 +39,9 @@ void qn_fx_rows_avx2(const qn_qtensor* W, const float* X, const float* prep, int
                      int64_t r0, int64_t r1);
 void qn_fx_rows_avx512(const qn_qtensor* W, const float* X, const float* prep, int n, float* Y,
                        int64_t r0, int64_t r1);
-/* int4-gN, reached through qn_fx_prep_* / qn_fx_rows_*: 16-bit activations (fx_q4.h) and
- * vpdpwssd / vpmaddwd over the codes. */
+/* int4-gN (packed i4x16), reached through qn_fx_prep_* / qn_fx_rows_*: 16-bit activations
+ * split into two signed bytes (fx_q4.h), vpdpbusd / vpmaddubsw over the codes. Any r0 < r1:
+ * the kernels compute whole 16-row blocks and store only rows r0 .. r1-1. */
 void qn_q4_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep);
 void qn_q4_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep);
 void qn_q4_rows_avx2(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,

@@ -1,201 +1,218 @@
 /* matvec_q4_avx2.c: AVX2 kernel of the int4-gN weight-only schemes for decode and small
- * batches, with 16-bit activations (layout and numerics in ../fx_q4.h; contract of
- * qn_fx_rows_* in x86_kernels.h). The AVX-512 kernel's scheme on 256-bit halves: each
- * 128-column block is two halves of 32 payload bytes; four and/shift operations give the
- * codes c_0..c_3 (16 16-bit lanes each); per token vpmaddwd + vpaddd add c_k * X_k into the
- * half's offsets C (exact int32 sums of (q - 8) xq over 8 columns per lane), then one
- * vcvtdq2ps and one FMA by the lanes' group scales (vpermps of 8 converted fp16 scales). The
- * result equals the AVX-512 kernel's bit for bit only when the float sums are exact (the lane
- * count differs); both meet the bound of tests/unit/test_kernels_float.c.
+ * batches over the packed i4x16 layout, with 16-bit activations split into two signed bytes
+ * (layout and numerics in ../fx_q4.h; contract of qn_fx_rows_* in x86_kernels.h). The
+ * AVX-512 kernel's scheme without VNNI, on 8-row halves of a 16-row block (32 of each 64-byte
+ * chunk's bytes): low / high nibbles by and / shift / and; per token vpmaddubsw of each with
+ * 4 activation bytes broadcast (pairs of products summed into int16: |.| <= 2 * 15 * 128)
+ * and vpaddw, summed in int16 over a 32-column block (8 such sums: |.| <= 30720, no
+ * overflow), then vpmaddwd by ones into the int32 sums. Per scale group the sums are combined
+ * (xl part + 256 x xh part + the +8 correction), converted and multiplied by the 8 rows'
+ * scales. The integer sums equal the AVX-512 kernel's, and so do the float steps: results
+ * are bit-identical to it.
  *
- * Rows 4 at a time (1 for the leftovers), at most 2 tokens per pass (16 ymm registers). The
- * ragged last block's payload bytes are copied into a zeroed buffer (AVX2 has no byte-masked
- * load); its columns past the row have xq = 0, so they add nothing. Prefetching as in the
- * AVX-512 kernel: payload and scales of the rows at least 8 KB further on. */
+ * An 8-row half at a time, at most 2 tokens per pass (16 ymm registers). Prefetching as in
+ * the AVX-512 kernel. */
 #include <immintrin.h>
 #include <string.h>
 
 #include "kernels/x86/fx_q4.h"
-#include "kernels/x86/fx_tiles.h"
 #include "kernels/x86/x86_kernels.h"
 
 #define Q4_INLINE static inline __attribute__((always_inline))
 
-#define Q4_ROWS 4   /* rows per block */
 #define Q4_TOKENS 2 /* most tokens per pass */
 
-/* The fp16 values p[0 .. count-1] (count clamped to 8; nothing past them is read; the other
- * lanes 0) as floats. */
-Q4_INLINE __m256 load_f16x8(const uint8_t* p, int64_t count) {
-  __m128i h;
-  if (count >= 8) {
-    h = _mm_loadu_si128((const __m128i*)p);
-  } else {
-    uint16_t buf[8] = {0};
-    memcpy(buf, p, 2 * (size_t)count);
-    h = _mm_loadu_si128((const __m128i*)buf);
-  }
-  return _mm256_cvtph_ps(h);
+/* 4 activation bytes at p broadcast to the 8 lanes. */
+Q4_INLINE __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
 }
 
-static inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-/* Rows r .. r+R-1, tokens t0 .. t0+T-1. */
-Q4_INLINE void q4_block(int R, int T, const q4i_mat* m, int64_t r, int t0) {
-  __m256 acc[Q4_ROWS][Q4_TOKENS];
-  const uint8_t* row[Q4_ROWS];
-#pragma GCC unroll 4
-  for (int i = 0; i < R; i++) {
-    row[i] = m->data + (size_t)(r + i) * m->row_bytes;
-#pragma GCC unroll 2
-    for (int t = 0; t < T; t++) acc[i][t] = _mm256_setzero_ps();
-  }
-  const uint8_t* xs = m->prep + (size_t)t0 * m->prep_stride + Q4I_HEAD_BYTES;
-  const __m256i nib = _mm256_set1_epi16(0x000f);
-  /* lane l of half h of a block sums columns 64h + 8l ..: group (4 b + 2 h + l / 4) >> gshift */
-  const __m256i lane_group[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
-                                 _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
-  const int64_t per_batch = (int64_t)2 << m->gshift; /* blocks per 8 scale groups */
-  for (int64_t b0 = 0; b0 < m->blocks; b0 += per_batch) {
-    const int64_t g0 = (b0 * 4) >> m->gshift;
-    __m256 sc[Q4_ROWS];
-#pragma GCC unroll 4
-    for (int i = 0; i < R; i++) {
-      const uint8_t* ps = m->scales + (size_t)(r + i) * m->scale_bytes + 2 * (size_t)g0;
-      sc[i] = load_f16x8(ps, m->n_groups - g0);
-      _mm_prefetch((const char*)((uintptr_t)ps + m->prefetch_scales), _MM_HINT_T1);
-    }
-    const int64_t b1 = b0 + per_batch < m->blocks ? b0 + per_batch : m->blocks;
-    for (int64_t b = b0; b < b1; b++) {
-      const uint8_t* xb = xs + (size_t)b * Q4I_BLOCK_BYTES;
-#pragma GCC unroll 4
-      for (int i = 0; i < R; i++) {
-        const uint8_t* p = row[i] + 64 * (size_t)b;
-        uint8_t tail[64];
-        if (b >= m->full_blocks) {
-          memset(tail, 0, sizeof tail);
-          memcpy(tail, p, (size_t)m->tail_bytes);
-          p = tail;
-        } else {
-          _mm_prefetch((const char*)((uintptr_t)p + m->prefetch_ahead), _MM_HINT_T1);
-        }
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-          const __m256i w = _mm256_loadu_si256((const __m256i*)(p + 32 * h));
-          const __m256i c0 = _mm256_and_si256(w, nib);
-          const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
-          const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(w, 8), nib);
-          const __m256i c3 = _mm256_srli_epi16(w, 12);
-          const __m256i gi = _mm256_srli_epi32(
-              _mm256_add_epi32(lane_group[h], _mm256_set1_epi32((int)(4 * (b - b0)))), m->gshift);
-          const __m256 s = _mm256_permutevar8x32_ps(sc[i], gi);
-#pragma GCC unroll 2
-          for (int t = 0; t < T; t++) {
-            const uint8_t* x = xb + (size_t)t * m->prep_stride + 32 * h;
-            __m256i p32 = _mm256_loadu_si256((const __m256i*)(x + Q4I_X_BYTES));
-            p32 = _mm256_add_epi32(p32,
-                                   _mm256_madd_epi16(c0, _mm256_loadu_si256((const __m256i*)(x))));
-            p32 = _mm256_add_epi32(
-                p32, _mm256_madd_epi16(c1, _mm256_loadu_si256((const __m256i*)(x + 64))));
-            p32 = _mm256_add_epi32(
-                p32, _mm256_madd_epi16(c2, _mm256_loadu_si256((const __m256i*)(x + 128))));
-            p32 = _mm256_add_epi32(
-                p32, _mm256_madd_epi16(c3, _mm256_loadu_si256((const __m256i*)(x + 192))));
-            acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc[i][t]);
-          }
-        }
-      }
-    }
-  }
+/* Rows of half h (rows 16 b + 8 h .. + 7) of 16-row block b, stored where in [r0, r1), for
+ * tokens t0 .. t0+T-1. */
+Q4_INLINE void q4_half(const int T, const q4i_mat* m, int64_t b, int h, int t0, int64_t r0,
+                       int64_t r1) {
+  const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const uint8_t* w = m->data + (size_t)b * m->block_bytes + 32 * (size_t)h;
+  const uint16_t* ds = m->scales + (size_t)b * 16 * (size_t)m->n_groups + 8 * (size_t)h;
+  const int8_t* xl[Q4_TOKENS];
+  const int32_t* cs[Q4_TOKENS];
+  __m256 sum[Q4_TOKENS];
 #pragma GCC unroll 2
   for (int t = 0; t < T; t++) {
-    float sx;
-    memcpy(&sx, m->prep + (size_t)(t0 + t) * m->prep_stride, sizeof sx);
+    const uint8_t* p = m->prep + (size_t)(t0 + t) * m->prep_stride + Q4I_HEAD_BYTES;
+    xl[t] = (const int8_t*)p;
+    cs[t] = (const int32_t*)(const void*)(p + 2 * (size_t)m->p_cols);
+    sum[t] = _mm256_setzero_ps();
+  }
+  const int64_t xh = m->p_cols; /* xh[c] = xl[c + p_cols] */
+  int64_t k = 0;                /* 32-column block */
+  for (int64_t s = 0; s < m->n_groups; s++) {
+    const int64_t k1 = k + m->per_group < m->blocks32 ? k + m->per_group : m->blocks32;
+    __m256i al[Q4_TOKENS], ah[Q4_TOKENS];
+#pragma GCC unroll 2
+    for (int t = 0; t < T; t++) {
+      al[t] = _mm256_setzero_si256();
+      ah[t] = _mm256_setzero_si256();
+    }
+    _mm_prefetch((const char*)(ds + 16 * s) + m->scale_ahead, _MM_HINT_T1);
+    for (; k < k1; k++) {
+      const uint8_t* wk = w + (size_t)k * Q4I_BLOCK_BYTES;
+      __m256i pl[Q4_TOKENS], ph[Q4_TOKENS]; /* int16 sums over the block */
+#pragma GCC unroll 2
+      for (int t = 0; t < T; t++) {
+        pl[t] = _mm256_setzero_si256();
+        ph[t] = _mm256_setzero_si256();
+      }
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++)
-      m->Y[(size_t)(t0 + t) * (size_t)m->rows + (size_t)(r + i)] = hsum(acc[i][t]) * sx;
+      for (int j = 0; j < 4; j++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i*)(wk + 64 * j));
+        _mm_prefetch((const char*)(wk + 64 * j) + Q4I_PREFETCH_BYTES, _MM_HINT_T1);
+        const __m256i lo = _mm256_and_si256(v, nib);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) {
+          const int8_t* x = xl[t] + 32 * k + 8 * j;
+          pl[t] = _mm256_add_epi16(pl[t], _mm256_maddubs_epi16(lo, bcast4(x)));
+          pl[t] = _mm256_add_epi16(pl[t], _mm256_maddubs_epi16(hi, bcast4(x + 4)));
+          ph[t] = _mm256_add_epi16(ph[t], _mm256_maddubs_epi16(lo, bcast4(x + xh)));
+          ph[t] = _mm256_add_epi16(ph[t], _mm256_maddubs_epi16(hi, bcast4(x + xh + 4)));
+        }
+      }
+#pragma GCC unroll 2
+      for (int t = 0; t < T; t++) {
+        al[t] = _mm256_add_epi32(al[t], _mm256_madd_epi16(pl[t], ones));
+        ah[t] = _mm256_add_epi32(ah[t], _mm256_madd_epi16(ph[t], ones));
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(ds + 16 * s)));
+#pragma GCC unroll 2
+    for (int t = 0; t < T; t++) {
+      int32_t c;
+      memcpy(&c, cs[t] + s, 4);
+      /* the AVX-512 kernel's int32 sum, in its order of wrapping-free additions */
+      const __m256i tot = _mm256_add_epi32(_mm256_add_epi32(_mm256_set1_epi32(c), al[t]),
+                                           _mm256_slli_epi32(ah[t], 8));
+      sum[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), d, sum[t]);
+    }
+  }
+  const int64_t row0 = 16 * b + 8 * h;
+#pragma GCC unroll 2
+  for (int t = 0; t < T; t++) {
+    float sx, y[8];
+    memcpy(&sx, m->prep + (size_t)(t0 + t) * m->prep_stride, sizeof sx);
+    _mm256_storeu_ps(y, _mm256_mul_ps(sum[t], _mm256_set1_ps(sx)));
+    float* out = m->Y + (size_t)(t0 + t) * (size_t)m->rows;
+    for (int i = 0; i < 8; i++)
+      if (row0 + i >= r0 && row0 + i < r1) out[row0 + i] = y[i];
   }
 }
 
-/* One instance per (R, T), so every loop above has constant bounds. */
-typedef void (*q4_block_fn)(const q4i_mat* m, int64_t r, int t0);
-#define Q4_DEF(R, T) \
-  static void q4_##R##_##T(const q4i_mat* m, int64_t r, int t0) { q4_block(R, T, m, r, t0); }
-Q4_DEF(1, 1)
-Q4_DEF(1, 2)
-Q4_DEF(4, 1)
-Q4_DEF(4, 2)
-static const q4_block_fn k_q4_blocks[2][Q4_TOKENS] = {{q4_1_1, q4_1_2}, {q4_4_1, q4_4_2}};
+/* One instance per T, so every loop above has constant bounds. */
+typedef void (*q4_half_fn)(const q4i_mat* m, int64_t b, int h, int t0, int64_t r0, int64_t r1);
+#define Q4_DEF(T)                                                                               \
+  static void q4_half_##T(const q4i_mat* m, int64_t b, int h, int t0, int64_t r0, int64_t r1) { \
+    q4_half(T, m, b, h, t0, r0, r1);                                                            \
+  }
+Q4_DEF(1)
+Q4_DEF(2)
+static const q4_half_fn k_q4_halves[Q4_TOKENS] = {q4_half_1, q4_half_2};
 
 /* ---- activations ------------------------------------------------------------------------ */
 
+static inline float hmax(__m256 v) {
+  float l[8], m = 0.0f;
+  _mm256_storeu_ps(l, v);
+  for (int i = 0; i < 8; i++) m = l[i] > m ? l[i] : m;
+  return m;
+}
+
+static inline int32_t hsum_epi32(__m256i v) {
+  int32_t l[8], s = 0;
+  _mm256_storeu_si256((__m256i*)l, v);
+  for (int i = 0; i < 8; i++) s += l[i];
+  return s;
+}
+
+/* Lanes i < left of 8 (all for left >= 8) as a maskload mask. */
+static inline __m256i lanes_below(int64_t left) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), idx);
+}
+
 void qn_q4_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep) {
-  const int64_t cols = W->cols, blocks = q4i_blocks(cols);
-  const size_t stride = q4i_token_bytes(cols);
+  const int64_t cols = W->cols, n_groups = qn_qtype_n_groups(W->type, cols);
+  const int64_t group = qn_qtype_traits_of(W->type)->group, p_cols = q4i_padded_cols(cols);
+  const size_t stride = q4i_token_bytes(cols, n_groups);
   const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i r128 = _mm256_set1_epi32(128);
   for (int t = 0; t < n; t++) {
     const float* x = X + (size_t)t * (size_t)cols;
     uint8_t* out = (uint8_t*)prep + (size_t)t * stride;
     __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-    int64_t c = 0;
-    for (; c + 8 <= cols; c += 8) {
-      __m256 v = _mm256_loadu_ps(x + c);
+    for (int64_t c = 0; c < cols; c += 8) {
+      __m256 v = _mm256_maskload_ps(x + c, lanes_below(cols - c));
       amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v));
       bad = _mm256_fmadd_ps(v, _mm256_setzero_ps(), bad); /* NaN once an x is inf or NaN */
     }
-    float am = 0.0f, bd = hsum(bad);
-    float lanes[8];
-    _mm256_storeu_ps(lanes, amax);
-    for (int k = 0; k < 8; k++) am = lanes[k] > am ? lanes[k] : am;
-    for (; c < cols; c++) {
-      am = fabsf(x[c]) > am ? fabsf(x[c]) : am;
-      bd += x[c] * 0.0f;
-    }
+    float bads[8], bd = 0.0f;
+    _mm256_storeu_ps(bads, bad);
+    for (int i = 0; i < 8; i++) bd += bads[i];
     const bool finite = bd == 0.0f;
-    const int e = finite ? q4i_step_exponent(am) : 0;
+    const int e = finite ? q4i_step_exponent(hmax(amax)) : 0;
     const float sx = finite ? ldexpf(1.0f, e) : __builtin_nanf("");
-    const __m256 inv = _mm256_set1_ps(ldexpf(1.0f, -e));
-    memset(out, 0, Q4I_HEAD_BYTES);
+    const __m256 inv = _mm256_set1_ps(finite ? ldexpf(1.0f, -e) : 0.0f);
+    memset(out, 0, stride);
     memcpy(out, &sx, sizeof sx);
-    for (int64_t b = 0; b < blocks; b++) {
-      float f[Q4I_BLOCK_COLS] = {0};
-      int32_t q[Q4I_BLOCK_COLS];
-      const int64_t c0 = Q4I_BLOCK_COLS * b;
-      const int64_t nc = cols - c0 < Q4I_BLOCK_COLS ? cols - c0 : Q4I_BLOCK_COLS;
-      if (finite) memcpy(f, x + c0, sizeof(float) * (size_t)nc);
-      for (int v = 0; v < Q4I_BLOCK_COLS; v += 8) /* exact product, then round half even */
-        _mm256_storeu_si256((__m256i*)(q + v),
-                            _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(f + v), inv)));
-      uint8_t* ob = out + Q4I_HEAD_BYTES + (size_t)b * Q4I_BLOCK_BYTES;
-      int16_t xk[4][32];
-      int32_t off[16];
-      for (int i = 0; i < 32; i++)
-        for (int k = 0; k < 4; k++) xk[k][i] = (int16_t)q[4 * i + k];
-      for (int l = 0; l < 16; l++) {
-        int32_t s = 0;
-        for (int j = 0; j < 8; j++) s += q[8 * l + j];
-        off[l] = -8 * s;
+    int8_t* xl = (int8_t*)out + Q4I_HEAD_BYTES;
+    int8_t* xh = xl + p_cols;
+    uint8_t* cs = out + Q4I_HEAD_BYTES + 2 * (size_t)p_cols;
+    for (int64_t s = 0; s < n_groups; s++) {
+      const int64_t c1 = (s + 1) * group < cols ? (s + 1) * group : cols;
+      __m256i qsum = _mm256_setzero_si256();
+      for (int64_t c = s * group; c < c1; c += 8) {
+        /* lanes past the group load 0 (inv = 0 for a non-finite token: every xq 0) */
+        const __m256 f = _mm256_maskload_ps(x + c, lanes_below(c1 - c));
+        const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(f, inv));
+        const __m256i hi = _mm256_srai_epi32(_mm256_add_epi32(q, r128), 8);
+        const __m256i lo = _mm256_sub_epi32(q, _mm256_slli_epi32(hi, 8));
+        /* bytes: [lo 0-3, hi 0-3, ..] in the low 128-bit lane, [lo 4-7, hi 4-7, ..] in the high */
+        const __m256i p16 = _mm256_packs_epi32(lo, hi);
+        const __m256i p8 = _mm256_packs_epi16(p16, p16);
+        int32_t part[8];
+        _mm256_storeu_si256((__m256i*)part, p8);
+        /* c + 8 <= p_cols: the padding columns are written with zeros */
+        memcpy(xl + c, &part[0], 4);
+        memcpy(xh + c, &part[1], 4);
+        memcpy(xl + c + 4, &part[4], 4);
+        memcpy(xh + c + 4, &part[5], 4);
+        qsum = _mm256_add_epi32(qsum, q);
       }
-      memcpy(ob, xk, sizeof xk);
-      memcpy(ob + Q4I_X_BYTES, off, sizeof off);
+      const int32_t csum = -8 * hsum_epi32(qsum);
+      memcpy(cs + 4 * (size_t)s, &csum, 4);
     }
   }
 }
 
 /* ---- entry point ------------------------------------------------------------------------ */
 
-static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
-  k_q4_blocks[full][T - 1](ctx, r, t0);
-}
-
 void qn_q4_rows_avx2(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,
                      int64_t r1) {
+  if (r0 >= r1 || n <= 0) return;
   q4i_mat m;
-  q4i_mat_init(&m, W, prep, Y, Q4_ROWS);
-  qn_fx_for_blocks(&m, run_block, r0, r1, n, Q4_ROWS, Q4_TOKENS);
+  q4i_mat_init(&m, W, prep, Y);
+  const int64_t b0 = r0 / 16, b1 = (r1 + 15) / 16;
+  q4i_prefetch_start(&m, b0, b1);
+  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) {
+    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
+    for (int64_t b = b0; b < b1; b++)
+      for (int h = 0; h < 2; h++) {
+        if (16 * b + 8 * h >= r1 || 16 * b + 8 * h + 8 <= r0) continue;
+        for (int t0 = tile; t0 < tile_end; t0 += Q4_TOKENS) {
+          const int T = tile_end - t0 < Q4_TOKENS ? tile_end - t0 : Q4_TOKENS;
+          k_q4_halves[T - 1](&m, b, h, t0, r0, r1);
+        }
+      }
+  }
 }
