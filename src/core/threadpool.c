@@ -68,6 +68,12 @@
 /* Pause instructions between two reads of the clock while spinning. */
 #define QN_SPIN_CHECK_EVERY 64
 
+/* The unclaimed items [begin, end) of one worker's share of a dynamic job, packed as
+ * begin | end << 32 so one compare-and-swap claims from either end; a cache line each. */
+typedef struct share {
+  alignas(64) atomic_uint_fast64_t range;
+} share;
+
 struct qn_pool {
   int n_threads;                      /* workers including the caller */
   pthread_t* threads;                 /* [n_threads - 1] helper threads */
@@ -79,17 +85,17 @@ struct qn_pool {
   void* arg;     /* its argument */
   int64_t n;     /* items */
   int n_parts;   /* ranges the job is split into (<= n_threads) */
-  int64_t chunk; /* > 0: items are claimed in chunks of this many from `next` (dynamic) */
+  int64_t chunk; /* > 0: dynamic job, claimed in chunks of at most this many (shares) */
   /* Synchronisation, one cache line per counter written by different threads. */
   alignas(64) atomic_uint_fast64_t generation; /* incremented per job and on shutdown */
   alignas(64) atomic_int pending;              /* helpers yet to finish the current job */
-  alignas(64) atomic_int_fast64_t next;        /* dynamic jobs: first item not yet claimed */
-  alignas(64) atomic_int sleepers;             /* helpers blocked (or blocking) on cv_work */
-  atomic_int caller_sleeping;                  /* 1 while the caller blocks on cv_done */
-  atomic_int stop;                             /* 1 once qn_pool_free began */
-  pthread_mutex_t mu;                          /* guards the two condition variables */
-  pthread_cond_t cv_work;                      /* a job was posted, or shutdown */
-  pthread_cond_t cv_done;                      /* pending reached zero */
+  share* shares; /* [n_threads] dynamic jobs: each worker's items not yet claimed */
+  alignas(64) atomic_int sleepers; /* helpers blocked (or blocking) on cv_work */
+  atomic_int caller_sleeping;      /* 1 while the caller blocks on cv_done */
+  atomic_int stop;                 /* 1 once qn_pool_free began */
+  pthread_mutex_t mu;              /* guards the two condition variables */
+  pthread_cond_t cv_work;          /* a job was posted, or shutdown */
+  pthread_cond_t cv_done;          /* pending reached zero */
 };
 
 typedef struct worker_arg {
@@ -193,15 +199,45 @@ static void wait_for_helpers(qn_pool* p) {
   pthread_mutex_unlock(&p->mu);
 }
 
-/* Worker tid's part of the current job: its contiguous range, or chunks claimed from `next`
- * until none are left. */
+static uint64_t pack_range(uint64_t b, uint64_t e) { return b | e << 32; }
+
+/* Claims a chunk of the share s: half of what is left, at least 1 and at most `chunk` items,
+ * from its front (the owner) or its back (another worker); false once s is empty. */
+static bool claim(share* s, int64_t chunk, bool front, int64_t* b, int64_t* e) {
+  uint64_t r = atomic_load_explicit(&s->range, memory_order_relaxed);
+  for (;;) {
+    const int64_t lo = (int64_t)(r & 0xffffffffu), hi = (int64_t)(r >> 32);
+    if (lo >= hi) return false;
+    int64_t size = (hi - lo) / 2;
+    size = size > chunk ? chunk : size < 1 ? 1 : size;
+    const uint64_t nr = front ? pack_range((uint64_t)(lo + size), (uint64_t)hi)
+                              : pack_range((uint64_t)lo, (uint64_t)(hi - size));
+    if (atomic_compare_exchange_weak_explicit(&s->range, &r, nr, memory_order_relaxed,
+                                              memory_order_relaxed)) {
+      *b = front ? lo : hi - size;
+      *e = front ? lo + size : hi;
+      return true;
+    }
+  }
+}
+
+/* Worker tid's part of the current job: its contiguous range; or, for a dynamic job, the
+ * chunks of its own share from the front (so its rows stream in order and a kernel's running
+ * prefetch carries from one chunk into the next), then chunks taken from the back of the
+ * other workers' shares until every share is empty. */
 static void run_share(qn_pool* p, int tid) {
   if (p->chunk > 0) {
-    for (;;) {
-      int64_t b = atomic_fetch_add_explicit(&p->next, p->chunk, memory_order_relaxed);
-      if (b >= p->n) return;
-      p->fn(p->arg, b, b + p->chunk < p->n ? b + p->chunk : p->n, tid);
+    int64_t b, e;
+    while (claim(&p->shares[tid], p->chunk, true, &b, &e)) p->fn(p->arg, b, e, tid);
+    for (bool took = true; took;) {
+      took = false;
+      for (int k = 1; k < p->n_threads && !took; k++)
+        if (claim(&p->shares[(tid + k) % p->n_threads], p->chunk, false, &b, &e)) {
+          p->fn(p->arg, b, e, tid);
+          took = true;
+        }
     }
+    return;
   }
   if (tid >= p->n_parts) return;
   int64_t b, e;
@@ -235,9 +271,14 @@ static qn_pool* pool_alloc(int n_threads) {
   if (!p) return NULL;
   memset(p, 0, size);
   p->n_threads = n_threads;
+  p->shares = aligned_alloc(64, sizeof(share) * (size_t)n_threads);
+  if (!p->shares) {
+    free(p);
+    return NULL;
+  }
+  for (int t = 0; t < n_threads; t++) atomic_init(&p->shares[t].range, 0);
   atomic_init(&p->generation, 0);
   atomic_init(&p->pending, 0);
-  atomic_init(&p->next, 0);
   atomic_init(&p->sleepers, 0);
   atomic_init(&p->caller_sleeping, 0);
   atomic_init(&p->stop, 0);
@@ -291,6 +332,7 @@ void qn_pool_free(qn_pool* p) {
   pthread_cond_destroy(&p->cv_work);
   pthread_cond_destroy(&p->cv_done);
   free(p->threads);
+  free(p->shares);
   free(p);
 }
 
@@ -304,9 +346,14 @@ static void run_job(qn_pool* p, int64_t n, int parts, int64_t chunk, qn_pool_fn 
   p->n = n;
   p->n_parts = parts;
   p->chunk = chunk;
-  atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+  for (int t = 0; chunk > 0 && t < p->n_threads; t++) {
+    int64_t b, e;
+    part_range(n, p->n_threads, t, &b, &e);
+    atomic_store_explicit(&p->shares[t].range, pack_range((uint64_t)b, (uint64_t)e),
+                          memory_order_relaxed);
+  }
   atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-  publish_job(p); /* seq_cst: also publishes next and pending */
+  publish_job(p); /* seq_cst: also publishes the shares and pending */
   run_share(p, 0);
   wait_for_helpers(p);
 }
@@ -326,6 +373,10 @@ void qn_pool_for(qn_pool* p, int64_t n, int64_t min_chunk, qn_pool_fn fn, void* 
 
 void qn_pool_for_dynamic(qn_pool* p, int64_t n, int64_t chunk, qn_pool_fn fn, void* arg) {
   if (n <= 0) return;
+  if (n > (int64_t)UINT32_MAX) { /* beyond a share's 32-bit bounds: a static split */
+    qn_pool_for(p, n, 1, fn, arg);
+    return;
+  }
   if (chunk < 1) chunk = 1;
   if (!p || p->n_threads == 1 || n <= chunk) {
     fn(arg, 0, n, 0);

@@ -24,11 +24,14 @@ int qn_pool_size(const qn_pool* p);
  * pool, and not from inside a loop body of the same pool. */
 void qn_pool_for(qn_pool* p, int64_t n, int64_t min_chunk, qn_pool_fn fn, void* arg);
 
-/* Like qn_pool_for, but the workers claim chunks of `chunk` items (the last may be shorter)
- * from a shared counter until none are left, so a worker that was slowed down (a core shared
- * with another process) leaves its remaining chunks to the others. fn runs once per chunk,
- * possibly several times per worker and job; with one worker (p NULL or of size 1, or
- * n <= chunk) it runs once for all of [0, n). */
+/* Like qn_pool_for, but [0, n) is claimed in chunks, so a worker that was slowed down (a core
+ * shared with another process) leaves its remaining items to the others: each worker starts on
+ * its contiguous share (qn_pool_for's split) and claims chunks from its front, in order; a
+ * worker whose share is empty takes chunks from the back of the others'. A chunk is half of
+ * what is left of the share it comes from, at least 1 and at most `chunk` items, so the
+ * workers end within about one item of each other. fn runs once per chunk, possibly several
+ * times per worker and job; with one worker (p NULL or of size 1, or n <= chunk) it runs once
+ * for all of [0, n). */
 void qn_pool_for_dynamic(qn_pool* p, int64_t n, int64_t chunk, qn_pool_fn fn, void* arg);
 
 /* Synchronisation cost of the pool: times reps (>= 1) qn_pool_for calls with an empty body over
