@@ -38,10 +38,11 @@
 
 #include "quant/qtype.h"
 
-#define Q4I_HEAD_BYTES 64       /* per-token header (sx) */
-#define Q4I_XQ_MAX 32639.0f     /* largest |xq|: 256 * 127 + 127 */
-#define Q4I_PREFETCH_BYTES 8192 /* distance of the kernels' software prefetch of the payload */
-#define Q4I_BLOCK_BYTES 256     /* payload of one 16-row x 32-column block */
+#define Q4I_HEAD_BYTES 64          /* per-token header (sx) */
+#define Q4I_XQ_MAX 32639.0f        /* largest |xq|: 256 * 127 + 127 */
+#define Q4I_PREFETCH_BYTES 8192    /* distance of the kernels' software prefetch of the payload */
+#define Q4I_L1_PREFETCH_BYTES 1024 /* distance of the AVX-512 kernel's L2 -> L1 prefetch */
+#define Q4I_BLOCK_BYTES 256        /* payload of one 16-row x 32-column block */
 
 /* Activation bytes per token and side (xl or xh): columns rounded up to 32. */
 static inline int64_t q4i_padded_cols(int64_t cols) { return (cols + 31) / 32 * 32; }

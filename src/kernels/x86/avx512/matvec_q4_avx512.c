@@ -15,7 +15,10 @@
  * A 16-row block is walked in passes of at most 4 tokens (a token tile's passes re-read the
  * block from L1/L2). Memory: a block's payload and scales, and consecutive blocks, are one
  * contiguous run each, so every chunk prefetches (into L2) the byte Q4I_PREFETCH_BYTES ahead
- * and every group the scales as far ahead; the start of a call's range is prefetched first. */
+ * and every group the scales as far ahead, and pulls the line Q4I_L1_PREFETCH_BYTES ahead
+ * from L2 into L1 (decode of the tinyllama-1.1b shape, 2 threads: +2.5-5% tok/s in 7 of 8
+ * interleaved rounds, docs/BENCHMARKS.md; the same L1 prefetch slows the int8 float kernel,
+ * whose 4 row streams it crowds); the start of a call's range is prefetched first. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -76,6 +79,7 @@ Q4_INLINE void q4_tile(const int T, const q4i_mat* m, int64_t b, int t0, int64_t
       for (int j = 0; j < 4; j++) {
         const __m512i v = _mm512_loadu_si512(wk + 64 * j);
         _mm_prefetch((const char*)(wk + 64 * j) + Q4I_PREFETCH_BYTES, _MM_HINT_T1);
+        _mm_prefetch((const char*)(wk + 64 * j) + Q4I_L1_PREFETCH_BYTES, _MM_HINT_T0);
         const __m512i lo = _mm512_and_si512(v, nib);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
 #pragma GCC unroll 4
