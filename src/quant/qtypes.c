@@ -7,8 +7,20 @@
 #include "quant/qtype.h"
 #include "quant/quant_rows.h"
 
-#define REF_KERNELS "reference (dequantize-on-the-fly)"
-#define I8_KERNELS "reference integer (int8 x int8 -> int32)"
+/* Which kernels run each scheme (src/kernels/matmul_multi.c decides; QN_ISA=ref forces the
+ * scalar reference everywhere). */
+#define FLOAT_KERNELS \
+  "x86 AVX-512 / AVX2 dot kernels below 8 tokens, OpenBLAS sgemm from 8; scalar reference"
+#define Q8_KERNELS "x86 AVX-512 / AVX2 dequantize-in-the-dot, any batch; scalar reference"
+#define Q4_KERNELS                                                                       \
+  "x86 AVX-512 VNNI / AVX2 on the packed i4x16 layout, activations rounded to 16 bits, " \
+  "any batch; scalar reference"
+#define SLOW_KERNELS                                                                     \
+  "x86 AVX-512 / AVX2 dequantize-in-the-dot below 256 tokens, OpenBLAS sgemm from 256; " \
+  "scalar reference"
+#define I8_KERNELS                                                                      \
+  "x86 AVX-512 VNNI / AVX2 integer GEMM on the packed layout, bit for bit the integer " \
+  "reference (int8 x int8 -> int32)"
 /* Measured with quench eval cmp against FP32 (docs/QUANTIZATION.md, "Schemes with int8
  * activations"): stories260K per story; pycode-19m 100 windows of 512. */
 #define W8A8_DYNAMIC_ACCURACY                                                              \
@@ -25,64 +37,64 @@
 #define BF16_MAX_ABS 0x1.FEp127f
 
 static const qn_qtype_traits k_traits[QN_QTYPE_COUNT] = {
-    [QN_QTYPE_F32] = {"f32", 32, -1, QN_DTYPE_F32, false, REF_KERNELS, "exact (the reference)",
+    [QN_QTYPE_F32] = {"f32", 32, -1, QN_DTYPE_F32, false, FLOAT_KERNELS, "exact (the reference)",
                       "float32 weights, unchanged", FLT_MAX, qn_dequant_row_f32,
                       qn_quantize_row_f32},
-    [QN_QTYPE_F16] = {"f16", 16, -1, QN_DTYPE_F32, false, REF_KERNELS,
+    [QN_QTYPE_F16] = {"f16", 16, -1, QN_DTYPE_F32, false, FLOAT_KERNELS,
                       "near-exact: 11 significant bits, relative error <= 2^-11",
                       "IEEE half weights (range +-65504)", F16_MAX_ABS, qn_dequant_row_f16,
                       qn_quantize_row_f16},
-    [QN_QTYPE_BF16] = {"bf16", 16, -1, QN_DTYPE_F32, false, REF_KERNELS,
+    [QN_QTYPE_BF16] = {"bf16", 16, -1, QN_DTYPE_F32, false, FLOAT_KERNELS,
                        "near-exact: 8 significant bits, relative error <= 2^-8",
                        "bfloat16 weights (f32 range)", BF16_MAX_ABS, qn_dequant_row_bf16,
                        qn_quantize_row_bf16},
-    [QN_QTYPE_Q8_C] = {"int8-channel", 8, 0, QN_DTYPE_F32, false, REF_KERNELS,
+    [QN_QTYPE_Q8_C] = {"int8-channel", 8, 0, QN_DTYPE_F32, false, Q8_KERNELS,
                        "near-lossless (stories260K, plain RTN: mean KLD ~5e-4, top-1 ~99%)",
                        "int8 codes [-127,127], f32 scale per output row", F32_SCALE_MAX_ABS,
                        qn_dequant_row_q8_c, qn_quantize_row_q8_c},
-    [QN_QTYPE_Q8_G32] = {"int8-g32", 8, 32, QN_DTYPE_F16, false, REF_KERNELS,
+    [QN_QTYPE_Q8_G32] = {"int8-g32", 8, 32, QN_DTYPE_F16, false, Q8_KERNELS,
                          "near-lossless; small groups follow outliers best",
                          "int8 codes [-127,127], fp16 scale per 32 columns", F16_MAX_ABS,
                          qn_dequant_row_q8_g, qn_quantize_row_q8_g32},
-    [QN_QTYPE_Q8_G64] = {"int8-g64", 8, 64, QN_DTYPE_F16, false, REF_KERNELS, "near-lossless",
+    [QN_QTYPE_Q8_G64] = {"int8-g64", 8, 64, QN_DTYPE_F16, false, Q8_KERNELS, "near-lossless",
                          "int8 codes [-127,127], fp16 scale per 64 columns", F16_MAX_ABS,
                          qn_dequant_row_q8_g, qn_quantize_row_q8_g64},
-    [QN_QTYPE_Q8_G128] = {"int8-g128", 8, 128, QN_DTYPE_F16, false, REF_KERNELS, "near-lossless",
+    [QN_QTYPE_Q8_G128] = {"int8-g128", 8, 128, QN_DTYPE_F16, false, Q8_KERNELS, "near-lossless",
                           "int8 codes [-127,127], fp16 scale per 128 columns", F16_MAX_ABS,
                           qn_dequant_row_q8_g, qn_quantize_row_q8_g128},
-    [QN_QTYPE_Q4_G32] = {"int4-g32", 4, 32, QN_DTYPE_F16, false, REF_KERNELS,
+    [QN_QTYPE_Q4_G32] = {"int4-g32", 4, 32, QN_DTYPE_F16, false, Q4_KERNELS,
                          "lossy (stories260K, plain RTN: mean KLD ~0.16, top-1 ~80%); "
                          "--search reduces the loss; larger models suffer less",
                          "int4 codes [-8,7], 2 per byte, fp16 scale per 32 columns", F16_MAX_ABS,
                          qn_dequant_row_q4_g, qn_quantize_row_q4_g32},
-    [QN_QTYPE_Q4_G64] = {"int4-g64", 4, 64, QN_DTYPE_F16, false, REF_KERNELS,
+    [QN_QTYPE_Q4_G64] = {"int4-g64", 4, 64, QN_DTYPE_F16, false, Q4_KERNELS,
                          "lossy; a little worse than int4-g32",
                          "int4 codes [-8,7], 2 per byte, fp16 scale per 64 columns", F16_MAX_ABS,
                          qn_dequant_row_q4_g, qn_quantize_row_q4_g64},
-    [QN_QTYPE_Q4_G128] = {"int4-g128", 4, 128, QN_DTYPE_F16, false, REF_KERNELS,
+    [QN_QTYPE_Q4_G128] = {"int4-g128", 4, 128, QN_DTYPE_F16, false, Q4_KERNELS,
                           "lossy; worse than int4-g64 (one scale spans more outliers)",
                           "int4 codes [-8,7], 2 per byte, fp16 scale per 128 columns", F16_MAX_ABS,
                           qn_dequant_row_q4_g, qn_quantize_row_q4_g128},
-    [QN_QTYPE_Q4A_G32] = {"int4a-g32", 4, 32, QN_DTYPE_F16, true, REF_KERNELS,
+    [QN_QTYPE_Q4A_G32] = {"int4a-g32", 4, 32, QN_DTYPE_F16, true, SLOW_KERNELS,
                           "lossy; better than int4-g32 on skewed groups, for 0.5 bit more",
                           "uint4 codes [0,15], 2 per byte, fp16 scale + fp16 min per 32 "
                           "columns",
                           F16_MAX_ABS, qn_dequant_row_q4a_g, qn_quantize_row_q4a_g32},
-    [QN_QTYPE_Q4A_G64] = {"int4a-g64", 4, 64, QN_DTYPE_F16, true, REF_KERNELS,
+    [QN_QTYPE_Q4A_G64] = {"int4a-g64", 4, 64, QN_DTYPE_F16, true, SLOW_KERNELS,
                           "lossy; better than int4-g64 on skewed groups",
                           "uint4 codes [0,15], 2 per byte, fp16 scale + fp16 min per 64 "
                           "columns",
                           F16_MAX_ABS, qn_dequant_row_q4a_g, qn_quantize_row_q4a_g64},
-    [QN_QTYPE_Q4A_G128] = {"int4a-g128", 4, 128, QN_DTYPE_F16, true, REF_KERNELS,
+    [QN_QTYPE_Q4A_G128] = {"int4a-g128", 4, 128, QN_DTYPE_F16, true, SLOW_KERNELS,
                            "lossy; better than int4-g128 on skewed groups",
                            "uint4 codes [0,15], 2 per byte, fp16 scale + fp16 min per 128 "
                            "columns",
                            F16_MAX_ABS, qn_dequant_row_q4a_g, qn_quantize_row_q4a_g128},
-    [QN_QTYPE_F8_E4M3] = {"fp8-e4m3", 8, 0, QN_DTYPE_F32, false, REF_KERNELS,
+    [QN_QTYPE_F8_E4M3] = {"fp8-e4m3", 8, 0, QN_DTYPE_F32, false, SLOW_KERNELS,
                           "good: relative error <= 2^-4 per weight; between int8 and int4",
                           "OCP FP8 E4M3 codes (max 448), f32 scale per output row",
                           F32_SCALE_MAX_ABS, qn_dequant_row_f8_e4m3, qn_quantize_row_f8_e4m3},
-    [QN_QTYPE_F8_E5M2] = {"fp8-e5m2", 8, 0, QN_DTYPE_F32, false, REF_KERNELS,
+    [QN_QTYPE_F8_E5M2] = {"fp8-e5m2", 8, 0, QN_DTYPE_F32, false, SLOW_KERNELS,
                           "fair: relative error <= 2^-3 per weight; coarser than fp8-e4m3",
                           "OCP FP8 E5M2 codes (max 57344), f32 scale per output row",
                           F32_SCALE_MAX_ABS, qn_dequant_row_f8_e5m2, qn_quantize_row_f8_e5m2},
@@ -106,16 +118,16 @@ static const qn_qtype_traits k_traits[QN_QTYPE_COUNT] = {
                        "int4 codes [-8,7], 2 per byte, fp16 scale per 32 columns; int8 "
                        "activations, scale absmax/127 per token at run time",
                        F16_MAX_ABS, qn_dequant_row_q4_g, qn_quantize_row_q4_g32, QN_ACT_I8_DYNAMIC},
-    [QN_QTYPE_Q3_G32] = {"int3-g32", 3, 32, QN_DTYPE_F16, false, REF_KERNELS,
+    [QN_QTYPE_Q3_G32] = {"int3-g32", 3, 32, QN_DTYPE_F16, false, SLOW_KERNELS,
                          "very lossy with RTN; use --method gptq (calibrated error "
                          "compensation) at 3 bits",
                          "int3 codes [-4,3], 3-bit bit stream, fp16 scale per 32 columns",
                          F16_MAX_ABS, qn_dequant_row_q3_g, qn_quantize_row_q3_g32},
-    [QN_QTYPE_Q3_G64] = {"int3-g64", 3, 64, QN_DTYPE_F16, false, REF_KERNELS,
+    [QN_QTYPE_Q3_G64] = {"int3-g64", 3, 64, QN_DTYPE_F16, false, SLOW_KERNELS,
                          "very lossy with RTN; worse than int3-g32; use --method gptq",
                          "int3 codes [-4,3], 3-bit bit stream, fp16 scale per 64 columns",
                          F16_MAX_ABS, qn_dequant_row_q3_g, qn_quantize_row_q3_g64},
-    [QN_QTYPE_Q3_G128] = {"int3-g128", 3, 128, QN_DTYPE_F16, false, REF_KERNELS,
+    [QN_QTYPE_Q3_G128] = {"int3-g128", 3, 128, QN_DTYPE_F16, false, SLOW_KERNELS,
                           "very lossy with RTN; worse than int3-g64; use --method gptq",
                           "int3 codes [-4,3], 3-bit bit stream, fp16 scale per 128 columns",
                           F16_MAX_ABS, qn_dequant_row_q3_g, qn_quantize_row_q3_g128},
