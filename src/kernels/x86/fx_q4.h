@@ -35,6 +35,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "quant/qtype.h"
 
@@ -100,6 +101,30 @@ static inline void q4i_mat_init(q4i_mat* m, const qn_qtensor* W, const float* pr
   /* 32 scale bytes (16 rows) per group of 256 * per_group payload bytes */
   m->scale_ahead = (size_t)Q4I_PREFETCH_BYTES / (8u * (size_t)m->per_group);
   m->Y = Y;
+}
+
+/* Token t's low activation bytes xl in the prep (its xh are p_cols bytes further on). */
+static inline const int8_t* q4i_xl(const q4i_mat* m, int t) {
+  return (const int8_t*)(m->prep + (size_t)t * m->prep_stride + Q4I_HEAD_BYTES);
+}
+
+/* Token t's group offset C[s]. */
+static inline int32_t q4i_offset(const q4i_mat* m, int t, int64_t s) {
+  int32_t c;
+  memcpy(&c, (const uint8_t*)q4i_xl(m, t) + 2 * (size_t)m->p_cols + 4 * (size_t)s, 4);
+  return c;
+}
+
+/* Token t's activation step sx. */
+static inline float q4i_step(const q4i_mat* m, int t) {
+  float sx;
+  memcpy(&sx, m->prep + (size_t)t * m->prep_stride, sizeof sx);
+  return sx;
+}
+
+/* The 32-column block after the last of the scale group that starts at block k. */
+static inline int64_t q4i_group_end(const q4i_mat* m, int64_t k) {
+  return k + m->per_group < m->blocks32 ? k + m->per_group : m->blocks32;
 }
 
 /* Prefetches (into L2) the start of the payload and scales of the 16-row blocks b0 .. b1-1

@@ -37,19 +37,16 @@ Q4_INLINE void q4_half(const int T, const q4i_mat* m, int64_t b, int h, int t0, 
   const uint8_t* w = m->data + (size_t)b * m->block_bytes + 32 * (size_t)h;
   const uint16_t* ds = m->scales + (size_t)b * 16 * (size_t)m->n_groups + 8 * (size_t)h;
   const int8_t* xl[Q4_TOKENS];
-  const int32_t* cs[Q4_TOKENS];
   __m256 sum[Q4_TOKENS];
 #pragma GCC unroll 2
   for (int t = 0; t < T; t++) {
-    const uint8_t* p = m->prep + (size_t)(t0 + t) * m->prep_stride + Q4I_HEAD_BYTES;
-    xl[t] = (const int8_t*)p;
-    cs[t] = (const int32_t*)(const void*)(p + 2 * (size_t)m->p_cols);
+    xl[t] = q4i_xl(m, t0 + t);
     sum[t] = _mm256_setzero_ps();
   }
   const int64_t xh = m->p_cols; /* xh[c] = xl[c + p_cols] */
   int64_t k = 0;                /* 32-column block */
   for (int64_t s = 0; s < m->n_groups; s++) {
-    const int64_t k1 = k + m->per_group < m->blocks32 ? k + m->per_group : m->blocks32;
+    const int64_t k1 = q4i_group_end(m, k);
     __m256i al[Q4_TOKENS], ah[Q4_TOKENS];
 #pragma GCC unroll 2
     for (int t = 0; t < T; t++) {
@@ -89,20 +86,17 @@ Q4_INLINE void q4_half(const int T, const q4i_mat* m, int64_t b, int h, int t0, 
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(ds + 16 * s)));
 #pragma GCC unroll 2
     for (int t = 0; t < T; t++) {
-      int32_t c;
-      memcpy(&c, cs[t] + s, 4);
-      /* the AVX-512 kernel's int32 sum, in its order of wrapping-free additions */
-      const __m256i tot = _mm256_add_epi32(_mm256_add_epi32(_mm256_set1_epi32(c), al[t]),
-                                           _mm256_slli_epi32(ah[t], 8));
+      /* the AVX-512 kernel's int32 sum (no addition wraps) */
+      const __m256i c = _mm256_set1_epi32(q4i_offset(m, t0 + t, s));
+      const __m256i tot = _mm256_add_epi32(_mm256_add_epi32(c, al[t]), _mm256_slli_epi32(ah[t], 8));
       sum[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), d, sum[t]);
     }
   }
   const int64_t row0 = 16 * b + 8 * h;
 #pragma GCC unroll 2
   for (int t = 0; t < T; t++) {
-    float sx, y[8];
-    memcpy(&sx, m->prep + (size_t)(t0 + t) * m->prep_stride, sizeof sx);
-    _mm256_storeu_ps(y, _mm256_mul_ps(sum[t], _mm256_set1_ps(sx)));
+    float y[8];
+    _mm256_storeu_ps(y, _mm256_mul_ps(sum[t], _mm256_set1_ps(q4i_step(m, t0 + t))));
     float* out = m->Y + (size_t)(t0 + t) * (size_t)m->rows;
     for (int i = 0; i < 8; i++)
       if (row0 + i >= r0 && row0 + i < r1) out[row0 + i] = y[i];

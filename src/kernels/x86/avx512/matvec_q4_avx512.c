@@ -51,25 +51,20 @@ Q4_INLINE void q4_tile(const int T, const q4i_mat* m, int64_t b, int t0, int64_t
   const uint8_t* w = m->data + (size_t)b * m->block_bytes;
   const uint16_t* ds = m->scales + (size_t)b * 16 * (size_t)m->n_groups;
   const int8_t* xl[Q4_TOKENS];
-  const int32_t* cs[Q4_TOKENS];
   __m512 sum[Q4_TOKENS];
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++) {
-    const uint8_t* p = m->prep + (size_t)(t0 + t) * m->prep_stride + Q4I_HEAD_BYTES;
-    xl[t] = (const int8_t*)p;
-    cs[t] = (const int32_t*)(const void*)(p + 2 * (size_t)m->p_cols);
+    xl[t] = q4i_xl(m, t0 + t);
     sum[t] = _mm512_setzero_ps();
   }
   const int64_t xh = m->p_cols; /* xh[c] = xl[c + p_cols] */
   int64_t k = 0;                /* 32-column block */
   for (int64_t s = 0; s < m->n_groups; s++) {
-    const int64_t k1 = k + m->per_group < m->blocks32 ? k + m->per_group : m->blocks32;
-    __m512i al[Q4_TOKENS], ah[Q4_TOKENS];
+    const int64_t k1 = q4i_group_end(m, k);
+    __m512i al[Q4_TOKENS], ah[Q4_TOKENS]; /* al starts at the +8 correction */
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
-      int32_t c;
-      memcpy(&c, cs[t] + s, 4);
-      al[t] = _mm512_set1_epi32(c);
+      al[t] = _mm512_set1_epi32(q4i_offset(m, t0 + t, s));
       ah[t] = _mm512_setzero_si512();
     }
     _mm_prefetch((const char*)(ds + 16 * s) + m->scale_ahead, _MM_HINT_T1);
@@ -101,12 +96,9 @@ Q4_INLINE void q4_tile(const int T, const q4i_mat* m, int64_t b, int t0, int64_t
   }
   const __mmask16 keep = rows_mask(b, r0, r1);
 #pragma GCC unroll 4
-  for (int t = 0; t < T; t++) {
-    float sx;
-    memcpy(&sx, m->prep + (size_t)(t0 + t) * m->prep_stride, sizeof sx);
+  for (int t = 0; t < T; t++)
     _mm512_mask_storeu_ps(m->Y + (size_t)(t0 + t) * (size_t)m->rows + 16 * (size_t)b, keep,
-                          _mm512_mul_ps(sum[t], _mm512_set1_ps(sx)));
-  }
+                          _mm512_mul_ps(sum[t], _mm512_set1_ps(q4i_step(m, t0 + t))));
 }
 
 /* One instance per T, so every loop above has constant bounds. */
