@@ -8,7 +8,8 @@
  *    of a row's last byte included);
  *  - quantized Gaussian weights (with outliers) and activations: within the error bound derived
  *    at within_bound(), plus for int4-gN (16-bit activations, kernels/x86/fx_q4.h) the
- *    activations' rounding: at most half their step per column, times sum_c |w_c|;
+ *    activations' rounding: at most half their step per column, times sum_c |w_c|; the int4
+ *    kernels of the two ISAs give the same bits (same integer sums, same float steps);
  *  - a row range in the middle leaves Y untouched outside it, and splitting the rows over calls
  *    gives the same bytes as one call;
  *  - an fp8-e4m3 NaN code makes the row's outputs NaN, as in the reference;
@@ -285,10 +286,17 @@ static void random_case(qn_qtype t, int64_t rows, int64_t cols) {
     for (int64_t i = 0; i < n * cols; i++) X[i] = (float)(grand() * (urand() < 0.02 ? 20 : 1));
     float* Yref = xmalloc(ny * sizeof(float));
     float* Y = xmalloc(ny * sizeof(float));
+    float* Yprev = xmalloc(ny * sizeof(float)); /* int4: the previous ISA's result */
+    bool have_prev = false;
     run_ref(&m.W, X, n, Yref);
     for (int k = 0; k < N_ISAS; k++) {
       if (!qn_isa_supported(k_isas[k].isa)) continue;
       run_fx(&k_isas[k], &m.W, X, n, Y, 0, rows);
+      if (x16 && have_prev && memcmp(Y, Yprev, ny * sizeof(float)) != 0)
+        fail_msg("%s rows %lld cols %lld n %d: AVX2 and AVX-512 results differ", tr->name,
+                 (long long)rows, (long long)cols, n);
+      memcpy(Yprev, Y, ny * sizeof(float));
+      have_prev = true;
       for (int tok = 0; tok < n; tok++) {
         float amax = 0.0f;
         for (int64_t c = 0; c < cols; c++) amax = fmaxf(amax, fabsf(X[tok * cols + c]));
@@ -313,6 +321,7 @@ static void random_case(qn_qtype t, int64_t rows, int64_t cols) {
     free(X);
     free(Yref);
     free(Y);
+    free(Yprev);
   }
   free_qmat(&m);
   free(w);
