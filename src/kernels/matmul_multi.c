@@ -16,9 +16,8 @@
 #define ROWS_PER_ITEM 16
 /* Phase 2 of products with at most this many tokens (memory-bound: decode and small
  * batches) hands out its items dynamically (chunks of at most a QN_MULTI_CHUNKS_PER_THREAD-th
- * of a worker's share), so a worker slowed by another process on its core does not hold up the
- * step;
- * larger batches split statically (each worker's rows reuse the same activations). */
+ * of a worker's share), so a worker slowed by another process on its core does not hold up
+ * the step; larger batches split statically (each worker's rows reuse the same activations). */
 #define QN_MULTI_DYNAMIC_TOKENS 8
 #define QN_MULTI_CHUNKS_PER_THREAD 8
 

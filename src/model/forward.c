@@ -155,6 +155,16 @@ static void add_bias(float* y, const float* bias, int n, int width) {
     for (int i = 0; i < width; i++) y[(size_t)t * width + i] += bias[i];
 }
 
+/* An RMSNorm site alone (a calibration pass stopping there): the norm of the residual stream
+ * into xb, as the fused op in front of its products computes it, then the observer. */
+static void observe_norm(qn_ctx* c, int layer, qn_act_site site, const float* norm_w, int n) {
+  const qn_hparams* hp = &c->m->src->hp;
+  const int dim = hp->dim;
+  for (int t = 0; t < n; t++)
+    qn_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, norm_w, dim, hp->norm_eps);
+  observe(c, layer, site, c->xb, n, dim);
+}
+
 void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq, int n) {
   qn_model* m = c->m;
   const qn_hparams* hp = &m->src->hp;
@@ -168,11 +178,8 @@ void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq
     const qn_layer_weights* lw = &w->layers[l];
     /* the site a calibration pass wants in its last layer (see qn_forward_layers) */
     const int stop = c->stop_early && l == l1 - 1 ? (int)c->stop_site : -1;
-    if (stop == QN_SITE_ATTN_IN) { /* the norm alone, as the fused op computes it */
-      for (int t = 0; t < n; t++)
-        qn_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->attn_norm, dim,
-                   hp->norm_eps);
-      observe(c, l, QN_SITE_ATTN_IN, c->xb, n, dim);
+    if (stop == QN_SITE_ATTN_IN) {
+      observe_norm(c, l, QN_SITE_ATTN_IN, lw->attn_norm, n);
       return;
     }
     /* attention block */
@@ -218,10 +225,7 @@ void qn_forward_layers(qn_ctx* c, int l0, int l1, const int* pos, const int* seq
 
     /* MLP block */
     if (stop == QN_SITE_FFN_IN) {
-      for (int t = 0; t < n; t++)
-        qn_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, lw->ffn_norm, dim,
-                   hp->norm_eps);
-      observe(c, l, QN_SITE_FFN_IN, c->xb, n, dim);
+      observe_norm(c, l, QN_SITE_FFN_IN, lw->ffn_norm, n);
       return;
     }
     qn_fused_op ffn_in = {

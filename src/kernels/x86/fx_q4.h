@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/x86/fx_tiles.h"
 #include "quant/qtype.h"
 
 #define Q4I_HEAD_BYTES 64          /* per-token header (sx) */
@@ -65,9 +66,6 @@ static inline int q4i_step_exponent(float amax) {
   return e;
 }
 
-/* xq split into the signed bytes of the prep: xq = 256 * hi + lo, lo in [-128, 127]. */
-static inline int q4i_hi(int xq) { return (xq + 128) >> 8; }
-
 /* Everything a kernel block reads of one call, resolved once per call (both ISAs). */
 typedef struct q4i_mat {
   const uint8_t* data;    /* packed payload; 16-row block b at b * block_bytes */
@@ -82,10 +80,12 @@ typedef struct q4i_mat {
   size_t prep_stride;     /* bytes between tokens in prep */
   size_t scale_ahead; /* scale bytes prefetched ahead, as far as Q4I_PREFETCH_BYTES of payload */
   float* Y;           /* n x rows */
+  int64_t r0, r1;     /* the rows of Y this call stores (its blocks compute whole 16 rows) */
 } q4i_mat;
 
-/* Fills m for W (packed int4-gN), the prep of qn_q4_prep_*, and Y. */
-static inline void q4i_mat_init(q4i_mat* m, const qn_qtensor* W, const float* prep, float* Y) {
+/* Fills m for W (packed int4-gN), the prep of qn_q4_prep_*, and rows r0 .. r1-1 of Y. */
+static inline void q4i_mat_init(q4i_mat* m, const qn_qtensor* W, const float* prep, float* Y,
+                                int64_t r0, int64_t r1) {
   const int64_t cols = W->cols;
   const int group = qn_qtype_traits_of(W->type)->group;
   m->data = W->data;
@@ -101,6 +101,8 @@ static inline void q4i_mat_init(q4i_mat* m, const qn_qtensor* W, const float* pr
   /* 32 scale bytes (16 rows) per group of 256 * per_group payload bytes */
   m->scale_ahead = (size_t)Q4I_PREFETCH_BYTES / (8u * (size_t)m->per_group);
   m->Y = Y;
+  m->r0 = r0;
+  m->r1 = r1;
 }
 
 /* Token t's low activation bytes xl in the prep (its xh are p_cols bytes further on). */
@@ -136,6 +138,15 @@ static inline void q4i_prefetch_start(const q4i_mat* m, int64_t b0, int64_t b1) 
   for (size_t o = 0; o < pay; o += 64) __builtin_prefetch(p + o, 0, 2);
   const char* s = (const char*)(m->scales + (size_t)b0 * 16 * (size_t)m->n_groups);
   for (size_t o = 0; o < m->scale_ahead; o += 64) __builtin_prefetch(s + o, 0, 2);
+}
+
+/* One call of n tokens over m's rows: the start prefetched, then the 16-row blocks covering
+ * r0 .. r1-1 in the shared tile order (fx_tiles.h; `run` gets r = 16 b, always a full block). */
+static inline void q4i_run(const q4i_mat* m, int n, qn_fx_block_run run, int max_tokens) {
+  if (m->r0 >= m->r1 || n <= 0) return;
+  const int64_t b0 = m->r0 / 16, b1 = (m->r1 + 15) / 16;
+  q4i_prefetch_start(m, b0, b1);
+  qn_fx_for_blocks(m, run, 16 * b0, 16 * b1, n, 16, max_tokens);
 }
 
 #endif

@@ -31,10 +31,9 @@ Q4_INLINE __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-/* Rows of half h (rows 16 b + 8 h .. + 7) of 16-row block b, stored where in [r0, r1), for
+/* Rows of half h (rows 16 b + 8 h .. + 7) of 16-row block b, stored where in [m->r0, m->r1), for
  * tokens t0 .. t0+T-1. */
-Q4_INLINE void q4_half(const int T, const q4i_mat* m, int64_t b, int h, int t0, int64_t r0,
-                       int64_t r1) {
+Q4_INLINE void q4_half(const int T, const q4i_mat* m, int64_t b, int h, int t0) {
   const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
   const uint8_t* w = m->data + (size_t)b * m->block_bytes + 32 * (size_t)h;
   const uint16_t* ds = m->scales + (size_t)b * 16 * (size_t)m->n_groups + 8 * (size_t)h;
@@ -93,16 +92,14 @@ Q4_INLINE void q4_half(const int T, const q4i_mat* m, int64_t b, int h, int t0, 
     _mm256_storeu_ps(y, _mm256_mul_ps(sum[t], _mm256_set1_ps(q4i_step(m, t0 + t))));
     float* out = m->Y + (size_t)(t0 + t) * (size_t)m->rows;
     for (int i = 0; i < 8; i++)
-      if (row0 + i >= r0 && row0 + i < r1) out[row0 + i] = y[i];
+      if (row0 + i >= m->r0 && row0 + i < m->r1) out[row0 + i] = y[i];
   }
 }
 
 /* One instance per T, so every loop above has constant bounds. */
-typedef void (*q4_half_fn)(const q4i_mat* m, int64_t b, int h, int t0, int64_t r0, int64_t r1);
-#define Q4_DEF(T)                                                                               \
-  static void q4_half_##T(const q4i_mat* m, int64_t b, int h, int t0, int64_t r0, int64_t r1) { \
-    q4_half(T, m, b, h, t0, r0, r1);                                                            \
-  }
+typedef void (*q4_half_fn)(const q4i_mat* m, int64_t b, int h, int t0);
+#define Q4_DEF(T) \
+  static void q4_half_##T(const q4i_mat* m, int64_t b, int h, int t0) { q4_half(T, m, b, h, t0); }
 Q4_DEF(1)
 Q4_DEF(2)
 static const q4_half_fn k_q4_halves[Q4_TOKENS] = {q4_half_1, q4_half_2};
@@ -185,22 +182,17 @@ void qn_q4_prep_avx2(const qn_qtensor* W, const float* X, int n, float* prep) {
 
 /* ---- entry point ------------------------------------------------------------------------ */
 
+/* Both 8-row halves of the block at row r that hold rows the call stores. */
+static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
+  (void)full; /* q4i_run walks whole 16-row blocks */
+  const q4i_mat* m = ctx;
+  for (int h = 0; h < 2; h++)
+    if (r + 8 * h < m->r1 && r + 8 * h + 8 > m->r0) k_q4_halves[T - 1](m, r / 16, h, t0);
+}
+
 void qn_q4_rows_avx2(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,
                      int64_t r1) {
-  if (r0 >= r1 || n <= 0) return;
   q4i_mat m;
-  q4i_mat_init(&m, W, prep, Y);
-  const int64_t b0 = r0 / 16, b1 = (r1 + 15) / 16;
-  q4i_prefetch_start(&m, b0, b1);
-  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) {
-    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
-    for (int64_t b = b0; b < b1; b++)
-      for (int h = 0; h < 2; h++) {
-        if (16 * b + 8 * h >= r1 || 16 * b + 8 * h + 8 <= r0) continue;
-        for (int t0 = tile; t0 < tile_end; t0 += Q4_TOKENS) {
-          const int T = tile_end - t0 < Q4_TOKENS ? tile_end - t0 : Q4_TOKENS;
-          k_q4_halves[T - 1](&m, b, h, t0, r0, r1);
-        }
-      }
-  }
+  q4i_mat_init(&m, W, prep, Y, r0, r1);
+  q4i_run(&m, n, run_block, Q4_TOKENS);
 }

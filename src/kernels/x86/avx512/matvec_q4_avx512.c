@@ -36,7 +36,7 @@ Q4_INLINE __m512i bcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-/* Lanes of rows 16 b .. 16 b + 15 that lie in [r0, r1). */
+/* Lanes of rows 16 b .. 16 b + 15 that lie in [r0, r1) (the rows the call stores). */
 Q4_INLINE __mmask16 rows_mask(int64_t b, int64_t r0, int64_t r1) {
   int64_t lo = r0 - 16 * b, hi = r1 - 16 * b;
   if (lo < 0) lo = 0;
@@ -45,8 +45,8 @@ Q4_INLINE __mmask16 rows_mask(int64_t b, int64_t r0, int64_t r1) {
   return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
-/* Rows of 16-row block b (stored where in [r0, r1)), tokens t0 .. t0+T-1. */
-Q4_INLINE void q4_tile(const int T, const q4i_mat* m, int64_t b, int t0, int64_t r0, int64_t r1) {
+/* Rows of 16-row block b (stored where in [m->r0, m->r1)), tokens t0 .. t0+T-1. */
+Q4_INLINE void q4_tile(const int T, const q4i_mat* m, int64_t b, int t0) {
   const __m512i nib = _mm512_set1_epi8(0x0f);
   const uint8_t* w = m->data + (size_t)b * m->block_bytes;
   const uint16_t* ds = m->scales + (size_t)b * 16 * (size_t)m->n_groups;
@@ -94,7 +94,7 @@ Q4_INLINE void q4_tile(const int T, const q4i_mat* m, int64_t b, int t0, int64_t
       sum[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), d, sum[t]);
     }
   }
-  const __mmask16 keep = rows_mask(b, r0, r1);
+  const __mmask16 keep = rows_mask(b, m->r0, m->r1);
 #pragma GCC unroll 4
   for (int t = 0; t < T; t++)
     _mm512_mask_storeu_ps(m->Y + (size_t)(t0 + t) * (size_t)m->rows + 16 * (size_t)b, keep,
@@ -102,11 +102,9 @@ Q4_INLINE void q4_tile(const int T, const q4i_mat* m, int64_t b, int t0, int64_t
 }
 
 /* One instance per T, so every loop above has constant bounds. */
-typedef void (*q4_tile_fn)(const q4i_mat* m, int64_t b, int t0, int64_t r0, int64_t r1);
-#define Q4_DEF(T)                                                                        \
-  static void q4_tile_##T(const q4i_mat* m, int64_t b, int t0, int64_t r0, int64_t r1) { \
-    q4_tile(T, m, b, t0, r0, r1);                                                        \
-  }
+typedef void (*q4_tile_fn)(const q4i_mat* m, int64_t b, int t0);
+#define Q4_DEF(T) \
+  static void q4_tile_##T(const q4i_mat* m, int64_t b, int t0) { q4_tile(T, m, b, t0); }
 Q4_DEF(1)
 Q4_DEF(2)
 Q4_DEF(3)
@@ -162,19 +160,14 @@ void qn_q4_prep_avx512(const qn_qtensor* W, const float* X, int n, float* prep) 
 
 /* ---- entry point ------------------------------------------------------------------------ */
 
+static void run_block(const void* ctx, bool full, int T, int64_t r, int t0) {
+  (void)full; /* q4i_run walks whole 16-row blocks */
+  k_q4_tiles[T - 1](ctx, r / 16, t0);
+}
+
 void qn_q4_rows_avx512(const qn_qtensor* W, const float* prep, int n, float* Y, int64_t r0,
                        int64_t r1) {
-  if (r0 >= r1 || n <= 0) return;
   q4i_mat m;
-  q4i_mat_init(&m, W, prep, Y);
-  const int64_t b0 = r0 / 16, b1 = (r1 + 15) / 16;
-  q4i_prefetch_start(&m, b0, b1);
-  for (int tile = 0; tile < n; tile += QN_FX_TOKEN_TILE) {
-    const int tile_end = n - tile < QN_FX_TOKEN_TILE ? n : tile + QN_FX_TOKEN_TILE;
-    for (int64_t b = b0; b < b1; b++)
-      for (int t0 = tile; t0 < tile_end; t0 += Q4_TOKENS) {
-        const int T = tile_end - t0 < Q4_TOKENS ? tile_end - t0 : Q4_TOKENS;
-        k_q4_tiles[T - 1](&m, b, t0, r0, r1);
-      }
-  }
+  q4i_mat_init(&m, W, prep, Y, r0, r1);
+  q4i_run(&m, n, run_block, Q4_TOKENS);
 }
